@@ -1,0 +1,97 @@
+"""Conventions every chapter notebook keeps (the guide's chapter conventions).
+
+nbval re-executes the notebooks and compares their outputs; these tests check what
+nbval cannot: that the committed notebooks were run top to bottom, seed everything,
+are compared strictly for most cells, and have a summary and checked exercises.
+"""
+import json
+import pathlib
+import re
+
+import pytest
+
+from book.exercise import PASSED
+
+CHAPTERS = sorted((pathlib.Path(__file__).parent.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))
+STRICT_SHARE = 0.75
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(notebook):
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code" and "".join(cell["source"]).strip()]
+
+
+def text_of(cell):
+    return "".join(cell["source"])
+
+
+def output_text(cell):
+    parts = []
+    for output in cell["outputs"]:
+        parts.append("".join(output.get("text", "")))
+        parts.append("".join(output.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def is_ignored(cell):
+    return "NBVAL_IGNORE_OUTPUT" in text_of(cell) or "nbval-ignore-output" in cell["metadata"].get("tags", [])
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapter notebooks found"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_executed_top_to_bottom_without_errors(path):
+    cells = code_cells(load(path))
+    counts = [cell["execution_count"] for cell in cells]
+    assert None not in counts, "a code cell was never executed"
+    assert counts == list(range(1, len(counts) + 1)), "cells were not executed once each, top to bottom"
+    for cell in cells:
+        tags = cell["metadata"].get("tags", [])
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        if "raises-exception" not in tags:
+            assert not errors, f"stored error output in cell: {text_of(cell)[:80]!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_first_code_cell_seeds_everything(path):
+    first = text_of(code_cells(load(path))[0])
+    assert "torch.manual_seed(0)" in first
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_most_outputs_are_compared_strictly(path):
+    with_output = [cell for cell in code_cells(load(path)) if cell["outputs"]]
+    strict = [cell for cell in with_output if not is_ignored(cell)]
+    share = len(strict) / len(with_output)
+    assert share >= STRICT_SHARE, f"only {share:.0%} of cells with output are compared strictly"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_ignored_output_is_followed_by_a_check(path):
+    cells = code_cells(load(path))
+    for index, cell in enumerate(cells):
+        if is_ignored(cell):
+            following = text_of(cell) + "".join(text_of(c) for c in cells[index + 1:index + 2])
+            assert "assert" in following, f"ignored output without a tolerance check: {text_of(cell)[:80]!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_has_summary_and_checked_exercises(path):
+    notebook = load(path)
+    headings = [line for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+                for line in text_of(cell).splitlines() if line.startswith("#")]
+    assert any(re.search(r"\bSummary\b", h) for h in headings), "no Summary section"
+    assert any(re.search(r"\bExercises\b", h) for h in headings), "no Exercises section"
+    tagged = lambda tag: [c for c in notebook["cells"] if tag in c["metadata"].get("tags", [])]
+    solutions, checks = tagged("solution"), tagged("exercise-check")
+    assert solutions, "no solution cells (tag: solution)"
+    assert len(checks) >= len(solutions), "every solution needs a check cell (tag: exercise-check)"
+    for cell in solutions:
+        assert "hide-cell" in cell["metadata"]["tags"], "solutions are hidden in the book (tag: hide-cell)"
+    for cell in checks:
+        assert output_text(cell).startswith(PASSED), f"exercise check does not pass: {output_text(cell)!r}"
