@@ -1,0 +1,243 @@
+"""The training engine: batches, learning-rate schedule, optimizer, evaluation, and the loop.
+
+It works with any ``torch.nn.Module`` whose forward is ``model(idx, targets) -> (logits, loss)``:
+the GPT of ``book.model``, a bigram table, or a student's own model.
+
+    >>> config = TrainConfig(max_steps=200, batch_size=12, context_length=64)
+    >>> history = train(model, train_ids, val_ids, config)
+    >>> history.val_loss[-1]
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+class TrainingError(ValueError):
+    """Training cannot start: the data or the settings do not fit together."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (not what the model is)."""
+
+    max_steps: int = 2000
+    batch_size: int = 12
+    context_length: int = 64
+    max_lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 turns clipping off
+    eval_interval: int = 250
+    eval_iters: int = 200
+    seed: int = 1337
+
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "context_length", "eval_interval", "eval_iters"):
+            if getattr(self, name) <= 0:
+                raise TrainingError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise TrainingError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0 <= self.min_lr <= self.max_lr:
+            raise TrainingError(f"need 0 <= min_lr <= max_lr, got min_lr={self.min_lr}, max_lr={self.max_lr}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TrainingError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclasses.dataclass
+class History:
+    """What happened during training: the loss at every step and at every evaluation."""
+
+    steps: list[int] = dataclasses.field(default_factory=list)
+    train_loss: list[float] = dataclasses.field(default_factory=list)  # one per step (the batch loss)
+    learning_rate: list[float] = dataclasses.field(default_factory=list)
+    eval_steps: list[int] = dataclasses.field(default_factory=list)
+    eval_train_loss: list[float] = dataclasses.field(default_factory=list)  # averaged over eval_iters batches
+    val_loss: list[float] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0  # wall time of the optimisation steps and evaluations of this run
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000 * self.seconds / max(len(self.steps), 1)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "History":
+        return cls(**values)
+
+    def extend(self, other: "History") -> None:
+        """Append a later run (a resumed training) to this history."""
+        for field in dataclasses.fields(self):
+            if field.name == "seconds":
+                self.seconds += other.seconds
+            else:
+                getattr(self, field.name).extend(getattr(other, field.name))
+
+
+def lr_schedule(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+    """Learning rate at ``step`` (counted from 0): linear warm-up, then a cosine down to ``min_lr``.
+
+    During warm-up the rate climbs in equal steps from ``max_lr / warmup_steps`` to ``max_lr``,
+    so Adam's first updates, made while its moment estimates are still noisy, stay small.
+    Then it follows half a cosine from ``max_lr`` (at ``warmup_steps``) to ``min_lr``
+    (at ``max_steps``), and stays at ``min_lr`` after that.
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(max_steps - warmup_steps, 1)
+    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only.
+
+    Weight decay pulls parameters towards zero. That is a useful brake on the weight
+    matrices (including the token embedding, which the GPT shares with its output layer),
+    but biases and LayerNorm gains are few, and pulling a gain towards zero would only
+    fight the normalisation, so every parameter with fewer than two dimensions is exempt.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError("the model has no trainable parameters")
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # The fused/foreach kernels are faster on a CPU too, when this torch build has them.
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+
+
+def random_batch(ids: torch.Tensor, batch_size: int, context_length: int,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows of ``ids``: inputs ``x`` and the next-token targets ``y``.
+
+    Both have shape (batch_size, context_length); ``y`` is ``x`` shifted left by one token,
+    so position ``t`` of ``y`` is what the model should predict after reading ``x[:, :t+1]``.
+    """
+    if ids.dim() != 1:
+        raise TrainingError(f"token ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
+    if len(ids) <= context_length:
+        raise TrainingError(
+            f"text of {len(ids)} tokens is too short for a context of {context_length} "
+            f"(it needs at least {context_length + 1})")
+    starts = torch.randint(len(ids) - context_length, (batch_size,), generator=generator)
+    offsets = torch.arange(context_length + 1)
+    windows = ids[starts[:, None] + offsets]
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+
+@torch.no_grad()
+def estimate_loss(model: nn.Module, ids: torch.Tensor, *, batch_size: int, context_length: int,
+                  iters: int, generator: torch.Generator | None = None) -> float:
+    """Mean loss of ``model`` over ``iters`` random batches of ``ids``, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = 0.0
+    for _ in range(iters):
+        x, y = random_batch(ids, batch_size, context_length, generator)
+        _, loss = model(x.to(device), y.to(device))
+        total += loss.item()
+    model.train(was_training)
+    return total / iters
+
+
+def train(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, config: TrainConfig, *,
+          optimizer: torch.optim.Optimizer | None = None, start_step: int = 0,
+          generator: torch.Generator | None = None, progress: bool = True,
+          on_eval: Callable[[int, float, float], None] | None = None) -> History:
+    """Train ``model`` from ``start_step`` to ``config.max_steps`` and return its :class:`History`.
+
+    Each step draws a random batch, computes the loss, clips the gradient norm to
+    ``config.grad_clip`` and takes an AdamW step at the scheduled learning rate. Every
+    ``config.eval_interval`` steps, and after the last one, the loss is estimated on both
+    splits (``on_eval(step, train_loss, val_loss)`` is called then, e.g. to save a checkpoint).
+
+    Pass the ``optimizer`` and ``start_step`` of a saved run to resume it; pass a
+    ``generator`` to control the batches (by default one seeded with ``config.seed``).
+    """
+    if not 0 <= start_step <= config.max_steps:
+        raise TrainingError(f"start_step {start_step} is outside 0..{config.max_steps}")
+    for name, ids in (("training", train_ids), ("validation", val_ids)):
+        if len(ids) <= config.context_length:
+            raise TrainingError(
+                f"the {name} text has {len(ids)} tokens, too short for a context of "
+                f"{config.context_length} (it needs at least {config.context_length + 1})")
+    if generator is None:
+        generator = torch.Generator().manual_seed(config.seed)
+    if optimizer is None:
+        optimizer = make_optimizer(model, lr=config.max_lr, weight_decay=config.weight_decay,
+                                   betas=(config.beta1, config.beta2))
+    device = next(model.parameters()).device
+    eval_generator = torch.Generator().manual_seed(config.seed + 1)
+    schedule = dict(max_lr=config.max_lr, min_lr=config.min_lr,
+                    warmup_steps=config.warmup_steps, max_steps=config.max_steps)
+
+    def evaluate(step: int) -> None:
+        sizes = dict(batch_size=config.batch_size, context_length=config.context_length,
+                     iters=config.eval_iters, generator=eval_generator)
+        train_loss = estimate_loss(model, train_ids, **sizes)
+        val_loss = estimate_loss(model, val_ids, **sizes)
+        history.eval_steps.append(step)
+        history.eval_train_loss.append(train_loss)
+        history.val_loss.append(val_loss)
+        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+        if on_eval is not None:
+            on_eval(step, train_loss, val_loss)
+
+    history = History()
+    model.train()
+    started = time.perf_counter()
+    # Only pass `disable` to switch the bar off: left out, TQDM_DISABLE=1 can still silence it.
+    bar_options = {} if progress else {"disable": True}
+    bar = tqdm(range(start_step, config.max_steps), desc="training", initial=start_step,
+               total=config.max_steps, unit="step", **bar_options)
+    for step in bar:
+        lr = lr_schedule(step, **schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = random_batch(train_ids, config.batch_size, config.context_length, generator)
+        _, loss = model(x.to(device), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        history.steps.append(step)
+        history.train_loss.append(loss.item())
+        history.learning_rate.append(lr)
+        done = step + 1
+        if done % config.eval_interval == 0 or done == config.max_steps:
+            evaluate(done)
+    bar.close()
+    if not history.eval_steps:  # resumed at the very end: nothing trained, still report the losses
+        evaluate(config.max_steps)
+    history.seconds = time.perf_counter() - started
+    model.eval()
+    return history

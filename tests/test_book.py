@@ -1,0 +1,41 @@
+"""The built static book: every page of the table of contents is there, with its figures,
+and nothing on it needs the network."""
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def toc_files():
+    return re.findall(r"(?:root|file):\s*(\S+)", (ROOT / "_toc.yml").read_text())
+
+
+@pytest.mark.parametrize("name", toc_files())
+def test_every_page_is_built(built_book, name):
+    page = built_book / f"{name}.html"
+    assert page.exists(), f"{name} is in _toc.yml but was not rendered"
+    html = page.read_text(encoding="utf-8")
+    # Scripts and styles load from the book itself: a reader may have no network.
+    external = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', html)
+    assert not external, f"{name} loads {external}"
+
+
+@pytest.mark.parametrize("name", [n for n in toc_files() if (ROOT / f"{n}.ipynb").exists()])
+def test_chapter_pages_show_their_figures(built_book, name):
+    html = (built_book / f"{name}.html").read_text(encoding="utf-8")
+    notebook = (ROOT / f"{name}.ipynb").read_text(encoding="utf-8")
+    figures_in_notebook = notebook.count('"image/png"')
+    assert html.count("<img") >= figures_in_notebook > 0
+
+
+def test_math_is_served_locally(built_book):
+    assert (built_book / "_static" / "mathjax" / "MathJax.js").exists()
+    html = (built_book / "chapters" / "preface.html").read_text(encoding="utf-8")
+    assert "_static/mathjax/MathJax.js" in html
+
+
+def test_preface_names_the_other_metagpt(built_book):
+    text = (built_book / "chapters" / "preface.html").read_text(encoding="utf-8")
+    assert "arXiv:2308.00352" in text and "February 2019" in text
