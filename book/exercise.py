@@ -15,7 +15,7 @@ def check(name: str, test: Callable[[], None]) -> None:
     """Run ``test`` and print whether exercise ``name`` is solved, and if not, why."""
     try:
         test()
-    except NotImplementedError:
+    except (NotImplementedError, NameError):  # a stub, or a name the exercise asks for is undefined
         print(f"{FAILED} {name}: not attempted yet. Write your answer in the exercise cell, run it, then run this check.")
     except AssertionError as error:
         print(f"{FAILED} {name}: {error or 'the answer does not do what the exercise asks'}")
