@@ -84,9 +84,6 @@ class CharTokenizer:
 
 
 import re
-from collections import Counter
-
-from tqdm.auto import tqdm
 
 # A pre-token is a word with the space before it, a number, a run of punctuation, a run of
 # newlines or a run of other spaces. Merges never cross these boundaries, so a token is
@@ -103,6 +100,17 @@ _PRETOKEN = re.compile(PRETOKEN_PATTERN)
 def pretokenize(text: str) -> list[str]:
     """Split ``text`` into pre-tokens; joining them gives ``text`` back exactly."""
     return _PRETOKEN.findall(text)
+
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+from tqdm.auto import tqdm
+
+def _progress_hidden() -> bool:
+    # tqdm's notebook bars force disable=False and so ignore TQDM_DISABLE; honour it here.
+    return os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
 
 
 def _merge_pair(symbols: tuple[int, ...], pair: tuple[int, int], new_id: int) -> tuple[int, ...]:
@@ -142,6 +150,10 @@ class BPETokenizer:
         for left, right in merges:
             self._add_merge(left, right)
         self._cache: dict[str, tuple[int, ...]] = {}
+        # Filled by train(): how often each merged pair occurred, and how many other pairs
+        # were exactly as frequent when it was chosen (decided by the tie rule).
+        self.merge_counts: list[int] = []
+        self.merge_ties: list[int] = []
 
     def _add_merge(self, left: str, right: str) -> int:
         for part in (left, right):
@@ -185,12 +197,15 @@ class BPETokenizer:
                 pair_counts[pair] += n * count
                 where.setdefault(pair, set()).add(index)
 
-        for _ in tqdm(range(num_merges), desc="BPE merges"):
+        for _ in tqdm(range(num_merges), desc="BPE merges", disable=_progress_hidden()):
             if not pair_counts:
                 break
             pair = max(pair_counts, key=lambda p: (pair_counts[p], -p[0], -p[1]))
-            if pair_counts[pair] < max(min_frequency, 1):
+            best = pair_counts[pair]
+            if best < max(min_frequency, 1):
                 break
+            tokenizer.merge_counts.append(best)
+            tokenizer.merge_ties.append(sum(count == best for count in pair_counts.values()) - 1)
             new_id = tokenizer._add_merge(tokenizer.id_to_token[pair[0]], tokenizer.id_to_token[pair[1]])
             for index in where.pop(pair):
                 old, count = words[index], counts[index]

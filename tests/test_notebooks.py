@@ -37,7 +37,9 @@ def output_text(cell):
 
 
 def is_ignored(cell):
-    return "NBVAL_IGNORE_OUTPUT" in text_of(cell) or "nbval-ignore-output" in cell["metadata"].get("tags", [])
+    # nbval honours the marker only as a comment alone on its line.
+    marker = any(line.strip() == "# NBVAL_IGNORE_OUTPUT" for line in text_of(cell).splitlines())
+    return marker or "nbval-ignore-output" in cell["metadata"].get("tags", [])
 
 
 def test_there_are_chapters():
