@@ -8,6 +8,7 @@ os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -16,21 +17,31 @@ BUILD_HTML = ROOT / "_build" / "html"
 BOOK_SOURCES = ["chapters", "book", "_toc.yml", "_config.yml"]
 
 
-def _newest_source_mtime():
-    newest = 0.0
+def _newest_source_time():
+    times = []
     for name in BOOK_SOURCES:
         path = ROOT / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-        newest = max([newest] + [p.stat().st_mtime for p in files])
-    return newest
+        files = [path] if path.is_file() else path.rglob("*")
+        times += [f.stat().st_mtime for f in files
+                  if f.is_file() and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts]
+    return max(times)
+
+
+def _build_time():
+    # Sphinx rewrites these two files on every build, even when no page changed.
+    stamps = [BUILD_HTML / ".buildinfo", BUILD_HTML / "searchindex.js"]
+    if not all(stamp.exists() for stamp in stamps):
+        return None
+    return max(stamp.stat().st_mtime for stamp in stamps)
 
 
 @pytest.fixture(scope="session")
 def built_book():
     """The static book in _build/html, built with warnings as errors unless already up to date."""
-    index = BUILD_HTML / "index.html"
-    if not index.exists() or index.stat().st_mtime < _newest_source_mtime():
-        command = ["jupyter-book", "build", str(ROOT), "--warningiserror", "--nitpick", "--keep-going"]
-        result = subprocess.run(command, capture_output=True, text=True)
-        assert result.returncode == 0, "the book does not build:\n" + result.stdout[-4000:] + result.stderr[-2000:]
+    built = _build_time()
+    if built is None or built < _newest_source_time():
+        command = ["flock", "/tmp/book-build.lock", str(pathlib.Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
+                   "--warningiserror", "--nitpick", "--keep-going"]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, "the book does not build:\n" + (result.stdout + result.stderr)[-4000:]
     return BUILD_HTML

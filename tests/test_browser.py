@@ -1,0 +1,357 @@
+"""The attention views of the built book, in a real browser, with the network blocked.
+
+Headless Chromium (Debian's ``chromium`` package) driven by Playwright opens every page of
+``_build/html`` that holds a view, served from a local HTTP server. Every request that is not
+for that server is aborted and recorded. The tests read the weights back from the page and
+compare them with the data embedded in the built HTML, decoded here independently.
+
+Without Chromium or Playwright the tests are skipped, except under CI (``CI=true``), where they fail.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import json
+import os
+import pathlib
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from test_viz import decode_weights
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build" / "html"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+APPENDIX = "chapters/appendix_attention_view.html"
+HOSTILE_MARKERS = ("<script>", "onerror=")
+# Jupyter Book's theme declares this constant in two inline scripts of every page; the second
+# declaration fails before any view is drawn. It is the theme's, not a view's.
+THEME_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; the browser tests must run in CI")
+    pytest.skip(reason)
+
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+
+# The built book comes from the session fixture `built_book` in conftest.py.
+
+
+def views_in(page: pathlib.Path) -> list[dict]:
+    """Each view of a built page: its element id and the payload embedded in the HTML."""
+    text = page.read_text(encoding="utf-8")
+    found = re.findall(r'<div class="attention-view[^"]*" id="([^"]+)" data-attention-view="1">.*?'
+                       r'<script type="application/json" class="av-data">(.*?)</script>', text, re.S)
+    return [{"id": element_id, "payload": json.loads(data)} for element_id, data in found]
+
+
+def pages_with_views(build: pathlib.Path) -> list[str]:
+    pages = [p for p in build.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts]
+    return sorted(str(p.relative_to(build)) for p in pages if "data-attention-view" in p.read_text(encoding="utf-8"))
+
+
+def shown(token: str) -> str:
+    """How the view writes a token: exactly, with whitespace made visible."""
+    text = token.replace(" ", "\u2423") if token.strip() == "" else token
+    text = text.replace("\n", "\u21b5").replace("\t", "\u21e5").replace("\r", "\u240d")
+    return text or "\u2205"
+
+
+# ---------------------------------------------------------------- the browser
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def origin(built_book):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(built_book)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if sync_playwright is None:
+        unavailable("the playwright package is not installed")
+    if not pathlib.Path(CHROMIUM).exists():
+        unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """A page opened with every request outside the local server aborted and recorded."""
+
+    def __init__(self, browser, origin, path, wait_until="domcontentloaded", **context_options):
+        self.context = browser.new_context(service_workers="block", **context_options)
+        self.blocked, self.dialogs, self.errors = [], [], []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", self._error)
+        self.origin = origin
+        # The views draw themselves as the page is parsed; waiting for everything else to load
+        # (MathJax and its fonts) is needed only where the requests themselves are checked.
+        self.page.goto(f"{origin}/{path}", wait_until=wait_until)
+        self.page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-attention-view]')].every(v => v.dataset.ready === 'true')")
+
+    def _route(self, route):
+        url = route.request.url
+        if url == self.origin or url.startswith(self.origin + "/"):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def _error(self, error):
+        if str(error) not in THEME_ERRORS:
+            self.errors.append(str(error))
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def view(self, element_id):
+        return self.page.locator(f"#{element_id}")
+
+    def chips(self, element_id) -> list[dict]:
+        return self.view(element_id).locator(".av-token").evaluate_all(
+            "chips => chips.map(c => ({text: c.querySelector('.av-text').textContent, weight: +c.dataset.weight,"
+            " heads: c.dataset.headWeights.split(',').map(Number), masked: c.dataset.masked === 'true'}))")
+
+    def state(self, element_id) -> dict:
+        return self.view(element_id).evaluate(
+            "v => ({layer: v.dataset.layer, head: v.dataset.head, query: +v.dataset.query, direction: v.dataset.direction})")
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, origin):
+    opened = []
+
+    def open_page(path, wait_until="domcontentloaded", **context_options):
+        opened.append(Visit(browser, origin, path, wait_until, **context_options))
+        return opened[-1]
+
+    yield open_page
+    for page in opened:
+        assert not page.blocked, f"requests left the page: {page.blocked}"
+        assert not page.dialogs, f"a dialog was opened: {page.dialogs}"
+        assert not page.errors, f"script errors: {page.errors}"
+        page.close()
+
+
+def expected_row(weights, layer, head, query, direction="to"):
+    """What the tokens show for a query: its row ("to") or its column ("from"), and which are masked."""
+    length = weights.shape[-1]
+    if direction == "to":
+        values, masked = weights[layer, head, query, :], [key > query for key in range(length)]
+    else:
+        values, masked = weights[layer, head, :, query], [query > other for other in range(length)]
+    return values, masked
+
+
+def sample_positions(length, every_up_to=12):
+    """Every position of a short text; the first, second, middle and last of a long one."""
+    return range(length) if length <= every_up_to else sorted({0, 1, length // 2, length - 1})
+
+
+# ---------------------------------------------------------------- the tests
+
+def test_the_book_has_pages_with_views(built_book):
+    pages = pages_with_views(built_book)
+    assert APPENDIX in pages, f"the appendix page has no view; pages with views: {pages}"
+    assert len(views_in(built_book / APPENDIX)) >= 3
+
+
+def test_every_view_renders_offline(built_book, visit):
+    for path in pages_with_views(built_book):
+        opened = visit(path, wait_until="networkidle")
+        views = views_in(built_book / path)
+        assert opened.page.locator("[data-attention-view]").count() == len(views)
+        for view in views:
+            tokens = view["payload"]["tokens"]
+            chips = opened.chips(view["id"])
+            assert [c["text"] for c in chips] == [shown(t) for t in tokens], f"{path}: token text differs"
+            root = opened.view(view["id"])
+            assert root.locator(".av-nojs").count() == 0, "the no-script message stays"
+            assert root.locator(".av-thumb").count() == view["payload"]["layers"] * view["payload"]["heads"]
+            size = root.locator("canvas.av-matrix").evaluate("c => [c.width, c.height]")
+            assert min(size) > 0
+        assert not opened.blocked, f"{path} asked the network for {opened.blocked}"
+
+
+def test_hover_highlights_the_embedded_weights(built_book, visit):
+    for path in pages_with_views(built_book):
+        opened = visit(path)
+        for view in views_in(built_book / path):
+            payload, element_id = view["payload"], view["id"]
+            length = len(payload["tokens"])
+            weights = decode_weights(payload, length)
+            tokens = opened.view(element_id).locator(".av-token")
+            for direction in ("to", "from"):
+                opened.view(element_id).locator(f'button[data-direction="{direction}"]').click()
+                for query in sample_positions(length, every_up_to=12 if direction == "to" else 0):
+                    tokens.nth(query).hover()
+                    assert opened.state(element_id) == {"layer": "0", "head": "0", "query": query, "direction": direction}
+                    chips = opened.chips(element_id)
+                    values, masked = expected_row(weights, 0, 0, query, direction)
+                    np.testing.assert_array_equal([c["weight"] for c in chips], values,
+                                                  err_msg=f"{path} {element_id} token {query} ({direction})")
+                    assert [c["masked"] for c in chips] == (masked if payload["causal"] else [False] * length)
+            opened.page.mouse.move(0, 0)
+
+
+def test_all_heads_overlay_shows_every_head(built_book, visit):
+    opened = visit(APPENDIX)
+    view = next(v for v in views_in(built_book / APPENDIX) if v["payload"]["heads"] > 1)
+    weights, element_id = decode_weights(view["payload"], len(view["payload"]["tokens"])), view["id"]
+    opened.view(element_id).locator("select.av-head").select_option("all")
+    query = len(view["payload"]["tokens"]) - 1
+    opened.view(element_id).locator(".av-token").nth(query).hover()
+    assert opened.state(element_id)["head"] == "all"
+    chips = opened.chips(element_id)
+    np.testing.assert_array_equal([c["heads"] for c in chips], weights[0, :, query, :].T)
+    np.testing.assert_allclose([c["weight"] for c in chips], weights[0, :, query, :].mean(axis=0), atol=1e-12)
+    # One bar per head under each token, as tall (in % of the bar area) as that head's weight.
+    heights = opened.view(element_id).locator(".av-token").evaluate_all(
+        "chips => chips.map(c => [...c.querySelectorAll('.av-bar')].map(b => parseFloat(b.style.height)))")
+    np.testing.assert_allclose(heights, 100 * weights[0, :, query, :].T, atol=0.051)
+    assert opened.view(element_id).locator(".av-bars").first.is_visible()
+
+
+def test_layer_and_head_selection_change_what_is_shown(built_book, visit):
+    opened = visit(APPENDIX)
+    view = next(v for v in views_in(built_book / APPENDIX) if v["payload"]["layers"] > 1 and v["payload"]["heads"] > 1)
+    weights, element_id = decode_weights(view["payload"], len(view["payload"]["tokens"])), view["id"]
+    root = opened.view(element_id)
+    matrix = root.locator("canvas.av-matrix")
+    before = matrix.evaluate("c => c.toDataURL()")
+    last_layer, last_head = view["payload"]["layers"] - 1, view["payload"]["heads"] - 1
+    root.locator("select.av-layer").select_option(str(last_layer))
+    root.locator("select.av-head").select_option(str(last_head))
+    query = len(view["payload"]["tokens"]) - 1
+    root.locator(".av-token").nth(query).click()
+    opened.page.mouse.move(0, 0)
+    assert opened.state(element_id) == {"layer": str(last_layer), "head": str(last_head), "query": query, "direction": "to"}
+    np.testing.assert_array_equal([c["weight"] for c in opened.chips(element_id)], weights[last_layer, last_head, query])
+    assert matrix.evaluate("c => c.toDataURL()") != before, "the map did not change"
+    assert not np.array_equal(weights[last_layer, last_head, query], weights[0, 0, query]), "the example should differ"
+
+
+def test_overview_grid_selects_a_map(built_book, visit):
+    opened = visit(APPENDIX)
+    view = next(v for v in views_in(built_book / APPENDIX) if v["payload"]["layers"] > 1)
+    root = opened.view(view["id"])
+    layer, head = view["payload"]["layers"] - 1, 0
+    thumb = root.locator(f'.av-thumb[data-layer="{layer}"][data-head="{head}"]')
+    thumb.click()
+    state = opened.state(view["id"])
+    assert (state["layer"], state["head"]) == (str(layer), str(head))
+    assert root.locator("select.av-layer").input_value() == str(layer)
+    assert root.locator(".av-thumb.av-current").count() == 1
+    assert "av-current" in thumb.get_attribute("class")
+    painted = thumb.locator("canvas").evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 === 3 && v > 0)")
+    assert painted, "the thumbnail is blank"
+
+
+def test_hand_made_example_reads_as_the_appendix_says(built_book, visit):
+    opened = visit(APPENDIX)
+    view = next(v for v in views_in(built_book / APPENDIX) if "sat" in v["payload"]["tokens"])
+    tokens = view["payload"]["tokens"]
+    opened.view(view["id"]).locator(".av-token").nth(tokens.index("sat")).hover()
+    chips = opened.chips(view["id"])
+    # Layer 0, head 0 attends to the previous token: "sat" gives all its attention to "cat".
+    assert [c["weight"] for c in chips] == [1.0 if t == "cat" else 0.0 for t in tokens]
+    assert [c["masked"] for c in chips] == [i > tokens.index("sat") for i in range(len(tokens))]
+
+
+def test_hostile_token_text_runs_nothing(built_book, visit):
+    opened = visit(APPENDIX)
+    page = opened.page
+    # The dialog listener works: a real alert is caught (and then forgotten).
+    page.evaluate("() => alert('probe')")
+    assert opened.dialogs == ["probe"]
+    opened.dialogs.clear()
+    view = next(v for v in views_in(built_book / APPENDIX)
+                if any(marker in t for t in v["payload"]["tokens"] for marker in HOSTILE_MARKERS))
+    tokens = view["payload"]["tokens"]
+    root = opened.view(view["id"])
+    for index in range(len(tokens)):
+        root.locator(".av-token").nth(index).hover()
+        root.locator(".av-token").nth(index).click()
+    root.locator("select.av-head").select_option("all")
+    page.wait_for_timeout(200)
+    assert [c["text"] for c in opened.chips(view["id"])] == [shown(t) for t in tokens]
+    assert root.locator("img, b").count() == 0, "markup in token text became elements"
+    assert root.locator("script").count() == 2, "token text added a script element"
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("[data-attention-view] img").count() == 0
+    assert not opened.dialogs
+    readout = root.locator(".av-readout").text_content()
+    assert shown(tokens[-1]) in readout
+    assert html.escape(tokens[0]) not in readout, "token text was escaped twice"
+
+
+def test_screenshots_light_dark_and_phone(built_book, visit):
+    ARTIFACTS.mkdir(exist_ok=True)
+    opened = visit(APPENDIX, viewport={"width": 1000, "height": 900})
+    view = next(v for v in views_in(built_book / APPENDIX) if v["payload"]["layers"] > 1)
+    root = opened.view(view["id"])
+    root.scroll_into_view_if_needed()
+    root.locator(".av-token").nth(2).hover()
+    root.screenshot(path=str(ARTIFACTS / "attention-view.png"))
+    light_text = root.locator(".av-token").first.evaluate("c => getComputedStyle(c).color")
+
+    opened.page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; document.documentElement.dataset.mode = 'dark'; }")
+    opened.page.wait_for_timeout(200)
+    root.locator(".av-token").nth(2).hover()
+    root.screenshot(path=str(ARTIFACTS / "attention-view-dark.png"))
+    dark_text = root.locator(".av-token").first.evaluate("c => getComputedStyle(c).color")
+    assert luminance(dark_text) > 0.5 > luminance(light_text), (light_text, dark_text)
+    background = root.evaluate(
+        "v => { for (let e = v; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;"
+        " if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; }")
+    assert luminance(background) < 0.3, f"the view sits on a light background in dark mode: {background}"
+    heat = root.evaluate("v => getComputedStyle(v).getPropertyValue('--av-heat').trim()")
+    assert heat.replace(" ", "") == "88,166,255", "the dark theme's colours are not applied"
+
+    phone = visit(APPENDIX, viewport={"width": 375, "height": 800}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    phone_root = phone.view(view["id"])
+    phone_root.scroll_into_view_if_needed()
+    width = phone_root.evaluate("v => [v.scrollWidth, v.clientWidth, v.getBoundingClientRect().right]")
+    assert width[0] <= width[1] + 1 and width[2] <= 375 + 1, f"the view overflows a phone's width: {width}"
+    phone_root.locator(".av-token").nth(3).tap()
+    assert phone.state(view["id"])["query"] == 3, "tapping a token selects it"
+    phone_root.screenshot(path=str(ARTIFACTS / "attention-view-phone.png"))
+
+
+def luminance(css_colour: str) -> float:
+    red, green, blue = (int(x) for x in re.findall(r"\d+", css_colour)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255

@@ -1,0 +1,225 @@
+"""The attention view: self-contained, escaped, compact HTML; clear errors; the explorer."""
+import base64
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from book.viz import MAX_TOKENS, AttentionExplorer, AttentionView, attention_explorer
+
+
+def causal_attention(layers=2, heads=3, length=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(layers, heads, length, length, generator=generator)
+    future = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+
+def tokens_for(length):
+    return [f"tok{i}" for i in range(length)]
+
+
+def embedded_payload(page):
+    match = re.search(r'<script type="application/json" class="av-data">(.*?)</script>', page, re.S)
+    assert match, "no embedded data block"
+    return json.loads(match.group(1))
+
+
+def decode_weights(payload, length):
+    """Rebuild (layers, heads, T, T) from the page's bytes, independently of book.viz."""
+    data = np.frombuffer(base64.b64decode(payload["weights"]), dtype=np.uint8).astype(np.float64) / payload["scale"]
+    layers, heads = payload["layers"], payload["heads"]
+    full = np.zeros((layers, heads, length, length))
+    if payload["causal"]:
+        rows, cols = np.tril_indices(length)
+        full[:, :, rows, cols] = data.reshape(layers, heads, -1)
+    else:
+        full[:] = data.reshape(layers, heads, length, length)
+    return full
+
+
+HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</script><script>window.__xss=1</script>",
+           "&amp; <!-- -->"]
+
+
+# ---------------------------------------------------------------- the HTML
+
+def test_html_is_self_contained():
+    page = AttentionView(causal_attention(), tokens_for(5), title="A title")._repr_html_()
+    assert "data-attention-view" in page
+    assert "<script src" not in page.lower()
+    assert "http:" not in page and "https:" not in page and "//" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+    js = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(js) == 1
+    assert not re.search(r"\b(require|import\s*\(|fetch|XMLHttpRequest|WebSocket|define\()", js[0]), "the script must not load anything"
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+
+
+def test_embedded_weights_round_trip():
+    attention = causal_attention(layers=2, heads=3, length=7)
+    view = AttentionView(attention, tokens_for(7))
+    payload = embedded_payload(view._repr_html_())
+    assert payload["tokens"] == tokens_for(7) and payload["causal"] is True
+    shown = decode_weights(payload, 7)
+    np.testing.assert_allclose(shown, view.shown_weights(), atol=0)
+    np.testing.assert_allclose(shown, attention.numpy(), atol=0.5 / 255 + 1e-7)
+
+
+def test_non_causal_attention_is_embedded_in_full():
+    attention = torch.randn(1, 2, 4, 4).softmax(-1)
+    view = AttentionView(attention, tokens_for(4))
+    assert view.causal is False
+    np.testing.assert_allclose(decode_weights(embedded_payload(view._repr_html_()), 4), view.shown_weights())
+
+
+def test_hostile_tokens_are_escaped():
+    page = AttentionView(causal_attention(1, 1, len(HOSTILE)), HOSTILE, title='<b onmouseover="x">title</b>')._repr_html_()
+    for token in HOSTILE:
+        assert token not in page, f"token text appears unescaped: {token!r}"
+    assert "<img" not in page
+    assert page.count("<script") == 2 and page.count("</script>") == 2, "a token closed or opened a script element"
+    assert "&lt;b onmouseover=&quot;x&quot;&gt;title&lt;/b&gt;" in page
+    assert embedded_payload(page)["tokens"] == HOSTILE, "the tokens must reach the page exactly as written"
+    assert "textContent" in page and "innerHTML" not in page, "the script sets token text as text, never as HTML"
+
+
+def test_ids_are_unique_and_deterministic():
+    attention = causal_attention()
+    first, second = AttentionView(attention, tokens_for(5)), AttentionView(attention, tokens_for(5))
+    ids = [re.search(r'id="([^"]+)"', view._repr_html_()).group(1) for view in (first, second, first)]
+    assert len(set(ids)) == 3, f"two views on one page share an id: {ids}"
+    other = re.search(r'id="([^"]+)"', AttentionView(causal_attention(seed=1), tokens_for(5))._repr_html_()).group(1)
+    assert other.rsplit("-", 2)[1] != ids[0].rsplit("-", 2)[1], "different data gives a different id"
+    stem = lambda element_id: element_id.rsplit("-", 1)[0]
+    assert stem(ids[0]) == stem(ids[1]), "the id derives from the data (and a counter), not from memory addresses"
+    # Apart from the id, the same view renders the same HTML every time.
+    a, b = first._repr_html_(), first._repr_html_()
+    assert re.sub(r"attention-view-\w+-\d+", "ID", a) == re.sub(r"attention-view-\w+-\d+", "ID", b)
+
+
+def test_compact_size_for_4_layers_4_heads_64_tokens():
+    page = AttentionView(causal_attention(4, 4, 64), tokens_for(64))._repr_html_()
+    size = len(page.encode("utf-8"))
+    weights = len(embedded_payload(page)["weights"])
+    assert weights == 4 * (4 * 4 * 64 * 65 // 2 + 2) // 3, "one byte per causal weight, base64"
+    assert size < 80_000, f"the view adds {size} bytes for 4x4x64"
+
+
+def test_reprs():
+    view = AttentionView(causal_attention(4, 4, 12), tokens_for(12))
+    assert repr(view) == "AttentionView(4 layers x 4 heads, 12 tokens)"
+    single = AttentionView(np.ones((1, 1)), ["only"], title="One")
+    assert repr(single) == "AttentionView(1 layer x 1 head, 1 token, title='One')"
+
+
+def test_lower_ranks_get_leading_axes():
+    attention = causal_attention(1, 3, 4)
+    assert AttentionView(attention[0], tokens_for(4)).shape == (1, 3, 4, 4)
+    assert AttentionView(attention[0, 1].numpy(), tokens_for(4)).shape == (1, 1, 4, 4)
+    per_layer = [causal_attention(1, 2, 4, seed=s)[0] for s in range(3)]
+    assert AttentionView(per_layer, tokens_for(4)).shape == (3, 2, 4, 4)
+
+
+def test_causal_detection_and_override():
+    assert AttentionView(causal_attention(), tokens_for(5)).causal is True
+    full = torch.randn(1, 1, 5, 5).softmax(-1)
+    assert AttentionView(full, tokens_for(5)).causal is False
+    assert AttentionView(causal_attention(), tokens_for(5), causal=False).causal is False
+    with pytest.raises(ValueError, match="later position"):
+        AttentionView(full, tokens_for(5), causal=True)
+
+
+def test_float16_rounding_is_accepted():
+    AttentionView(causal_attention(2, 2, 64).half(), tokens_for(64))
+
+
+# ---------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("attention, tokens, message", [
+    (np.ones(3) / 3, tokens_for(3), "4 dimensions"),
+    (np.ones((1, 1, 1, 3, 3)) / 3, tokens_for(3), "for a batch, pass one sequence"),
+    (np.ones((2, 3)) / 3, tokens_for(3), "must be square"),
+    (np.ones((1, 2, 3, 3)) / 3, tokens_for(4), "got 4 tokens for attention over 3 positions"),
+    (np.ones((3, 3)) / 3, "abc", "not a single string"),
+    (np.ones((3, 3)) / 3, ["a", 2, "c"], "token 1 is int"),
+    (np.zeros((0, 2, 3, 3)), tokens_for(3), "empty"),
+    (np.zeros((2, 0, 0)), [], "empty"),
+    (np.array([[1.0, np.nan], [0.5, 0.5]]), tokens_for(2), "non-finite"),
+    (np.array([[1.0, 0.0], [np.inf, 0.5]]), tokens_for(2), "non-finite"),
+    (np.array([[1.0, 0.0], [1.5, -0.5]]), tokens_for(2), "negative"),
+    (np.array([[1.0, 0.0], [2.0, 3.0]]), tokens_for(2), "query 1 sums to 5.0000"),
+    (np.ones((1, 2, 3, 3)), tokens_for(3), "probability distribution"),
+    (np.ones((MAX_TOKENS + 1, MAX_TOKENS + 1)) / (MAX_TOKENS + 1), tokens_for(MAX_TOKENS + 1), "too large"),
+    ([["a", "b"], ["c", "d"]], tokens_for(2), "array of numbers"),
+])
+def test_bad_input_raises_a_clear_error(attention, tokens, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        AttentionView(attention, tokens)
+
+
+def test_bad_title_raises():
+    with pytest.raises(ValueError, match="title"):
+        AttentionView(np.ones((1, 1)), ["a"], title=3)
+
+
+# ---------------------------------------------------------------- the explorer
+
+def toy_attention_fn(text):
+    words = text.split()
+    if not words:
+        raise ValueError("type at least one word")
+    length = len(words)
+    scores = torch.arange(length * length, dtype=torch.float32).reshape(length, length) / length
+    future = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    return scores.masked_fill(future, float("-inf")).softmax(-1)[None, None].expand(2, 2, -1, -1), words
+
+
+def test_explorer_constructs_without_a_front_end():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no kernel"/comm warnings either
+        explorer = attention_explorer(toy_attention_fn, "the cat sat")
+    assert isinstance(explorer, AttentionExplorer)
+    assert repr(explorer.view) == "AttentionView(2 layers x 2 heads, 3 tokens)"
+    (output,) = explorer.output.outputs
+    assert "data-attention-view" in output["data"]["text/html"]
+    assert explorer.widget.children[0] is explorer.text and explorer.text.value == "the cat sat"
+
+
+def test_explorer_follows_the_text_and_shows_errors():
+    explorer = attention_explorer(toy_attention_fn, "the cat sat")
+    explorer.text.value = "the cat sat on the mat"
+    assert explorer.view.length == 6 and explorer.error is None
+    explorer.text.value = "   "
+    assert "type at least one word" in explorer.error and "type at least one word" in explorer.message.value
+    assert explorer.view.length == 6, "the last good view stays"
+    explorer.text.value = "<b>bold</b>"
+    assert explorer.error is None and explorer.message.value == ""
+
+
+def test_explorer_escapes_error_messages():
+    def failing(text):
+        raise ValueError("<img src=x onerror=alert(1)>")
+    explorer = attention_explorer(failing, "x")
+    assert "<img" not in explorer.message.value and "&lt;img" in explorer.message.value
+
+
+def test_explorer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="attention_fn"):
+        attention_explorer("not a function", "text")
+    with pytest.raises(ValueError, match="initial_text"):
+        attention_explorer(toy_attention_fn, None)
+
+
+def test_front_end_code_can_be_normalised_for_nbval():
+    """A sanitizer with these two patterns lets notebooks keep comparing the data strictly while
+    the view's script and styles evolve (the payload and the summary stay outside both)."""
+    page = AttentionView(causal_attention(), tokens_for(5), title="t")._repr_html_()
+    script = re.compile(r"<script>\(function \(\) \{[\s\S]*?\}\)\(\);</script>")
+    style = re.compile(r"<style>\.attention-view\{[\s\S]*?</style>")
+    assert len(script.findall(page)) == 1 and len(style.findall(page)) == 1
+    normalised = style.sub("<style>S</style>", script.sub("<script>J</script>", page))
+    assert "textContent" not in normalised and "av-token" not in normalised
+    assert embedded_payload(normalised) == embedded_payload(page)
