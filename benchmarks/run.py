@@ -1,0 +1,223 @@
+"""Measure the book's code on this machine; every figure is a ratio of two timings from the same run.
+
+    python benchmarks/run.py            # everything, including each chapter's execution time
+    python benchmarks/run.py --quick    # the kernels only, in under two minutes
+    python benchmarks/run.py --json     # machine-readable: {"results": [{"name", "ratio", "a", "b", "unit"}]}
+    python benchmarks/run.py --save benchmarks/results.json   # what the Performance appendix shows
+
+Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for the book's version):
+- training throughput of the book's GPT against the same model computing attention head by head
+  (Chapter 2's ``LoopedMultiHeadAttention``), and against itself under ``torch.compile``;
+- generation speed with the KV cache against recomputing every position;
+- a MAML meta-step over 25 sinusoid tasks with ``vmap`` against a Python loop, and first-order
+  against second-order;
+- each chapter notebook's execution time against the three-minute budget (full run only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from book import maml  # noqa: E402
+from book.attention import LoopedMultiHeadAttention  # noqa: E402
+from book.experiments import sinusoid  # noqa: E402
+from book.generate import generate  # noqa: E402
+from book.model import GPT, GPTConfig  # noqa: E402
+from book.presets import get_preset  # noqa: E402
+from book.training import make_optimizer  # noqa: E402
+
+NOTEBOOK_BUDGET_S = 180.0
+
+
+def result(name, a, b, unit, note=""):
+    return {"name": name, "ratio": round(a / b, 3), "a": round(a, 3), "b": round(b, 3), "unit": unit, "note": note}
+
+
+def best_of(repeats, measure):
+    """The fastest of several runs: the least disturbed by whatever else the machine is doing."""
+    return min(measure() for _ in range(repeats))
+
+
+# ---------------------------------------------------------------------------------- training
+
+class LoopedAttentionAdapter(nn.Module):
+    """Stands in for a GPT block's attention, computing it with Chapter 2's per-head loop."""
+
+    def __init__(self, fused_attention: nn.Module, config: GPTConfig):
+        super().__init__()
+        self.looped = LoopedMultiHeadAttention(config.d_model, config.n_head, causal=True, bias=config.bias)
+        with torch.no_grad():  # the two layouts agree: rows [q heads; k heads; v heads]
+            self.looped.in_proj.weight.copy_(fused_attention.qkv.weight)
+            self.looped.out_proj.weight.copy_(fused_attention.proj.weight)
+            if config.bias:
+                self.looped.in_proj.bias.copy_(fused_attention.qkv.bias)
+                self.looped.out_proj.bias.copy_(fused_attention.proj.bias)
+
+    def forward(self, x, cache=None, layer=0):
+        return self.looped(x)[0]
+
+
+def looped_copy(model: GPT) -> GPT:
+    looped = GPT(model.config)
+    looped.load_state_dict(model.state_dict())
+    for block in looped.blocks:
+        block.attn = LoopedAttentionAdapter(block.attn, model.config)
+    return looped
+
+
+def training_tokens_per_second(model, config, batch_size, steps, warmup=3):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(config.vocab_size, (batch_size, config.context_length), generator=generator)
+    y = torch.randint(config.vocab_size, (batch_size, config.context_length), generator=generator)
+    optimizer = make_optimizer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
+
+    def step():
+        _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch_size * config.context_length * steps / (time.perf_counter() - start)
+
+
+def bench_training(quick):
+    preset = get_preset("nanogpt-cpu")
+    config = GPTConfig(vocab_size=65, **preset.model)
+    batch = preset.training.batch_size
+    steps, repeats = (10, 2) if quick else (30, 3)
+    torch.manual_seed(0)
+    fused = GPT(config)
+    looped = looped_copy(fused)
+    fused_tps = best_of(repeats, lambda: training_tokens_per_second(fused, config, batch, steps))
+    looped_tps = best_of(repeats, lambda: training_tokens_per_second(looped, config, batch, steps))
+    results = [result("training: fused attention vs per-head loop", fused_tps, looped_tps, "tokens/s",
+                      "nanogpt-cpu model, forward + backward + AdamW step")]
+    if not quick:
+        compiled = torch.compile(GPT(config))
+        compiled_tps = best_of(repeats, lambda: training_tokens_per_second(compiled, config, batch, steps, warmup=5))
+        results.append(result("training: torch.compile vs eager", compiled_tps, fused_tps, "tokens/s",
+                              "same model; compilation time excluded"))
+    return results
+
+
+# -------------------------------------------------------------------------------- generation
+
+def bench_generation(quick):
+    config = GPTConfig(vocab_size=65, n_layer=4, n_head=4, d_model=128, context_length=256)
+    torch.manual_seed(0)
+    model = GPT(config).eval()
+    prompt = torch.randint(config.vocab_size, (1, 8))
+    new_tokens = 500
+
+    def tokens_per_second(use_cache):
+        start = time.perf_counter()
+        generate(model, prompt, max_new_tokens=new_tokens, do_sample=False, use_cache=use_cache)
+        return new_tokens / (time.perf_counter() - start)
+
+    repeats = 1 if quick else 3
+    cached = best_of(repeats, lambda: tokens_per_second(True))
+    uncached = best_of(repeats, lambda: tokens_per_second(False))
+    return [result("generation: KV cache vs recomputing", cached, uncached, "tokens/s",
+                   "500 new tokens, context 256, 4 layers x 128 dims, greedy")]
+
+
+# ------------------------------------------------------------------------------------- MAML
+
+def bench_maml(quick):
+    torch.manual_seed(0)
+    network = sinusoid.make_network()
+    params = maml.parameters_of(network)
+    tasks, _, _ = sinusoid.sample_tasks(sinusoid.META_BATCH, 10, 10, torch.Generator().manual_seed(0))
+    repeats = 5 if quick else 20
+
+    def seconds_per_step(**options):
+        def measure():
+            start = time.perf_counter()
+            maml.maml_gradient(network, params, tasks, loss_fn=nn.functional.mse_loss,
+                               inner_lr=sinusoid.INNER_LR, **options)
+            return time.perf_counter() - start
+        measure()  # warm-up
+        return statistics.median(measure() for _ in range(repeats))
+
+    vmapped = seconds_per_step(vectorize=True)
+    looped = seconds_per_step(vectorize=False)
+    first_order = seconds_per_step(vectorize=True, first_order=True)
+    milliseconds = 1000.0
+    return [
+        result("MAML meta-step: vmap vs loop over tasks", looped * milliseconds, vmapped * milliseconds, "ms per step",
+               "25 sinusoid tasks, 1 inner step, second order; ratio = loop time / vmap time"),
+        result("MAML meta-step: first vs second order", vmapped * milliseconds, first_order * milliseconds,
+               "ms per step", "vmap; ratio = second-order time / first-order time"),
+    ]
+
+
+# -------------------------------------------------------------------------------- notebooks
+
+def bench_notebooks():
+    results = []
+    for path in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")):
+        output = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "notebook_timing.py"), str(path)],
+                                capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        timing = json.loads(output.stdout.strip().splitlines()[-1])
+        results.append(result(f"notebook {path.stem}: budget vs execution time", NOTEBOOK_BUDGET_S,
+                              timing["seconds"], "s", f"peak kernel memory {timing['peak_mb']:.0f} MB"))
+    return results
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="kernels only, fewer repetitions (under two minutes)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--save", type=pathlib.Path, help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    results = bench_training(args.quick) + bench_generation(args.quick) + bench_maml(args.quick)
+    if not args.quick:
+        results += bench_notebooks()
+    report = {"machine": machine(), "quick": args.quick, "seconds": round(time.perf_counter() - started, 1),
+              "results": results}
+    if args.save:
+        args.save.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        width = max(len(r["name"]) for r in results)
+        for r in results:
+            print(f"{r['name']:<{width}}  {r['ratio']:8.2f}x   a={r['a']:<10g} b={r['b']:<10g} {r['unit']}")
+        print(f"({report['seconds']} s on {report['machine']['cpu']}, {report['machine']['cores']} cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
