@@ -158,7 +158,8 @@ def maml_loss(model: nn.Module, params: Params, tasks: TaskBatch, *, loss_fn: Lo
     """The meta-objective: mean over tasks of the query loss after adaptation.
 
     ``vectorize=True`` processes all tasks at once with ``vmap``; ``False`` loops over them.
-    Both give the same number.
+    Both give the same number. Loop for models whose forward pass branches on the values of
+    its inputs (such as the book's GPT, which checks its token ids): ``vmap`` cannot batch that.
     """
     _check_params(model, params)
 
