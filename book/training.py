@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from typing import Callable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from book.distributed import SINGLE, Process, check_batch_size, mean_over_processes, shard
 
 
 class TrainingError(ValueError):
@@ -72,11 +75,13 @@ class History:
     eval_steps: list[int] = dataclasses.field(default_factory=list)
     eval_train_loss: list[float] = dataclasses.field(default_factory=list)  # averaged over eval_iters batches
     val_loss: list[float] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0  # wall time of the optimisation steps and evaluations of this run
+    seconds: float = 0.0  # wall time of this run: the optimisation steps and the evaluations
+    step_seconds: float = 0.0  # the optimisation steps alone
 
     @property
     def ms_per_step(self) -> float:
-        return 1000 * self.seconds / max(len(self.steps), 1)
+        """Milliseconds per optimisation step, evaluations left out."""
+        return 1000 * self.step_seconds / max(len(self.steps), 1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,8 +93,8 @@ class History:
     def extend(self, other: "History") -> None:
         """Append a later run (a resumed training) to this history."""
         for field in dataclasses.fields(self):
-            if field.name == "seconds":
-                self.seconds += other.seconds
+            if field.name in ("seconds", "step_seconds"):
+                setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
             else:
                 getattr(self, field.name).extend(getattr(other, field.name))
 
@@ -171,16 +176,22 @@ def estimate_loss(model: nn.Module, ids: torch.Tensor, *, batch_size: int, conte
 def train(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, config: TrainConfig, *,
           optimizer: torch.optim.Optimizer | None = None, start_step: int = 0,
           generator: torch.Generator | None = None, progress: bool = True,
-          on_eval: Callable[[int, float, float], None] | None = None) -> History:
+          on_eval: Callable[[int, "History"], None] | None = None,
+          on_step: Callable[[int], None] | None = None, process: Process = SINGLE) -> History:
     """Train ``model`` from ``start_step`` to ``config.max_steps`` and return its :class:`History`.
 
     Each step draws a random batch, computes the loss, clips the gradient norm to
     ``config.grad_clip`` and takes an AdamW step at the scheduled learning rate. Every
     ``config.eval_interval`` steps, and after the last one, the loss is estimated on both
-    splits (``on_eval(step, train_loss, val_loss)`` is called then, e.g. to save a checkpoint).
+    splits; ``on_eval(step, history)`` is called then, e.g. to save a checkpoint.
 
     Pass the ``optimizer`` and ``start_step`` of a saved run to resume it; pass a
     ``generator`` to control the batches (by default one seeded with ``config.seed``).
+    ``on_step(step)`` is called after every optimiser step.
+
+    Under ``torchrun``, pass the DistributedDataParallel-wrapped model and this ``process``
+    (see :mod:`book.distributed`): every process draws the same global batch and trains on
+    its share of the rows; only the main process evaluates, reports and calls ``on_eval``.
     """
     if not 0 <= start_step <= config.max_steps:
         raise TrainingError(f"start_step {start_step} is outside 0..{config.max_steps}")
@@ -194,7 +205,11 @@ def train(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, conf
     if optimizer is None:
         optimizer = make_optimizer(model, lr=config.max_lr, weight_decay=config.weight_decay,
                                    betas=(config.beta1, config.beta2))
+    check_batch_size(config.batch_size, process)
     device = next(model.parameters()).device
+    # Evaluation runs on the main process alone, so it must not go through the DDP wrapper,
+    # whose forward pass may talk to the other processes.
+    plain_model = getattr(model, "module", model)
     eval_generator = torch.Generator().manual_seed(config.seed + 1)
     schedule = dict(max_lr=config.max_lr, min_lr=config.min_lr,
                     warmup_steps=config.warmup_steps, max_steps=config.max_steps)
@@ -202,42 +217,51 @@ def train(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, conf
     def evaluate(step: int) -> None:
         sizes = dict(batch_size=config.batch_size, context_length=config.context_length,
                      iters=config.eval_iters, generator=eval_generator)
-        train_loss = estimate_loss(model, train_ids, **sizes)
-        val_loss = estimate_loss(model, val_ids, **sizes)
+        if not process.is_main:
+            return
+        train_loss = estimate_loss(plain_model, train_ids, **sizes)
+        val_loss = estimate_loss(plain_model, val_ids, **sizes)
         history.eval_steps.append(step)
         history.eval_train_loss.append(train_loss)
         history.val_loss.append(val_loss)
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
         if on_eval is not None:
-            on_eval(step, train_loss, val_loss)
+            on_eval(step, history)
 
     history = History()
     model.train()
     started = time.perf_counter()
-    # Only pass `disable` to switch the bar off: left out, TQDM_DISABLE=1 can still silence it.
-    bar_options = {} if progress else {"disable": True}
+    # TQDM_DISABLE=1 silences the bar (as under test); tqdm's notebook bar would ignore it.
+    quiet = not progress or not process.is_main or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
     bar = tqdm(range(start_step, config.max_steps), desc="training", initial=start_step,
-               total=config.max_steps, unit="step", **bar_options)
+               total=config.max_steps, unit="step", disable=quiet)
+    evaluating = 0.0
     for step in bar:
         lr = lr_schedule(step, **schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = random_batch(train_ids, config.batch_size, config.context_length, generator)
+        x, y = shard(x, process), shard(y, process)
         _, loss = model(x.to(device), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
+        if on_step is not None:
+            on_step(step)
         history.steps.append(step)
-        history.train_loss.append(loss.item())
+        history.train_loss.append(mean_over_processes(loss, process).item())
         history.learning_rate.append(lr)
         done = step + 1
         if done % config.eval_interval == 0 or done == config.max_steps:
+            eval_started = time.perf_counter()
             evaluate(done)
+            evaluating += time.perf_counter() - eval_started
     bar.close()
-    if not history.eval_steps:  # resumed at the very end: nothing trained, still report the losses
+    if not history.eval_steps and process.is_main:  # resumed at the very end: still report the losses
         evaluate(config.max_steps)
     history.seconds = time.perf_counter() - started
+    history.step_seconds = history.seconds - evaluating
     model.eval()
     return history

@@ -1,0 +1,229 @@
+"""Train a character-level GPT on a text file and save it as a checkpoint.
+
+    python -m book.train --data input.txt --preset nanogpt-cpu --out runs/baby
+    python -m book.train --data corpus --preset shakespeare-char --out checkpoints/shakespeare-char
+    python -m book.train --data input.txt --out runs/baby --resume --iters 3000
+
+On several processes (one machine or many), launch the same command with ``torchrun``:
+
+    torchrun --standalone --nproc_per_node=2 -m book.train --data input.txt --out runs/ddp
+
+``--data corpus`` means the book's Shakespeare corpus (its own train/validation split);
+any other value is a UTF-8 text file, of which the last 10% is held out for validation.
+The last line printed holds the results, e.g. ``step=2000 val_loss=1.8123 ms_per_iter=38.1``.
+"""
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP threads sleep instead of spinning. On a busy machine (other processes on the
+# same cores) spinning threads steal each other's time and a step can take ten times longer.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import dataclasses
+import datetime
+import pathlib
+import platform
+import shlex
+import sys
+import time
+
+import torch
+
+from book.checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from book import distributed
+from book.data import DataError, load_corpus, load_text_file, split_text
+from book.model import GPT, GPTConfig, ModelError
+from book.presets import PRESETS, get_preset
+from book.tokenize import CharTokenizer, UnknownCharacterError
+from book.training import TrainingError, estimate_loss, make_optimizer, train
+
+
+class UsageError(ValueError):
+    pass
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m book.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="a UTF-8 text file, or 'corpus' for the book's Shakespeare")
+    parser.add_argument("--preset", default="nanogpt-cpu", choices=sorted(PRESETS), help="model size and budget")
+    parser.add_argument("--out", required=True, help="folder for the checkpoint")
+    parser.add_argument("--iters", type=int, help="number of optimisation steps (default: the preset's)")
+    parser.add_argument("--seed", type=int, help="random seed for initialisation and batches")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core)")
+    parser.add_argument("--eval-interval", type=int, help="steps between evaluations (and checkpoints)")
+    parser.add_argument("--final-eval-iters", type=int, default=200,
+                        help="batches for the final validation loss (default 200; 0: the last periodic estimate)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--bf16", action="store_true", help="store the weights as bfloat16 (half the size)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def load_data(source: str, val_fraction: float) -> tuple[str, str, str]:
+    """(train text, validation text, a description of the source)."""
+    if source == "corpus":
+        corpus = load_corpus()
+        train_text, val_text = corpus.split(val_fraction)
+        return train_text, val_text, f"the book's Shakespeare corpus ({len(corpus)} works)"
+    text = load_text_file(source)
+    train_text, val_text = split_text(text, val_fraction)
+    return train_text, val_text, pathlib.Path(source).name
+
+
+def encode(tokenizer: CharTokenizer, text: str) -> torch.Tensor:
+    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise UsageError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.iters is not None and args.iters <= 0:
+        raise UsageError(f"--iters must be positive, got {args.iters}")
+    preset = get_preset(args.preset)
+    process, device = distributed.start(args.device)
+    try:
+        status = _run(args, preset, process, device)
+    except BaseException:
+        distributed.stop(process, wait_for_others=False)
+        raise
+    distributed.stop(process)
+    return status
+
+
+def _run(args: argparse.Namespace, preset, process: distributed.Process, device: torch.device) -> int:
+    train_text, val_text, source = load_data(args.data, preset.val_fraction)
+    out = pathlib.Path(args.out)
+
+    overrides = {}
+    if args.iters is not None:
+        overrides["max_steps"] = args.iters
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.eval_interval is not None:
+        overrides["eval_interval"] = args.eval_interval
+
+    generator = torch.Generator()
+    if args.resume:
+        saved = load_checkpoint(out, device=device)
+        tokenizer, model = saved.tokenizer, saved.model
+        train_config = dataclasses.replace(saved.train_config or preset.training, **overrides)
+        try:
+            train_ids, val_ids = encode(tokenizer, train_text), encode(tokenizer, val_text)
+        except UnknownCharacterError as error:
+            raise CheckpointError(f"{out} was trained on another text: {error}") from None
+        if saved.step >= train_config.max_steps:
+            raise UsageError(f"{out} has already trained {saved.step} steps; ask for more with --iters")
+        optimizer = make_optimizer(model, lr=train_config.max_lr, weight_decay=train_config.weight_decay,
+                                   betas=(train_config.beta1, train_config.beta2))
+        load_training_state(out, optimizer, generator)
+        start_step, history = saved.step, saved.history
+        metadata = saved.metadata
+    else:
+        train_config = dataclasses.replace(preset.training, **overrides)
+        tokenizer = CharTokenizer.from_text(train_text + val_text)
+        train_ids, val_ids = encode(tokenizer, train_text), encode(tokenizer, val_text)
+        torch.manual_seed(train_config.seed)
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **preset.model)).to(device)
+        optimizer = make_optimizer(model, lr=train_config.max_lr, weight_decay=train_config.weight_decay,
+                                   betas=(train_config.beta1, train_config.beta2))
+        generator.manual_seed(train_config.seed)
+        start_step, history, metadata = 0, None, {}
+
+    context = train_config.context_length
+    for name, ids in (("training", train_ids), ("validation", val_ids)):
+        if len(ids) <= context:
+            raise DataError(f"{args.data}: the {name} part has {len(ids)} characters, too short for a "
+                            f"context of {context} (the text needs at least {(context + 1) * 10} characters)")
+
+    command = "python -m book.train " + shlex.join(args.argv)
+    metadata = dict(metadata)
+    metadata["resumed_with" if args.resume else "command"] = command.strip()
+    metadata.update({
+        "preset": args.preset,
+        "data": source,
+        "train_characters": len(train_text),
+        "val_characters": len(val_text),
+        "parameters": model.num_parameters(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "processes": process.world_size,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    })
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    earlier = history
+    started = time.perf_counter()
+
+    if process.distributed:
+        # Every process keeps a full copy; DDP averages the gradients so the copies stay equal.
+        ids = [process.local_rank] if device.type == "cuda" else None
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    else:
+        trained = model
+
+    def save(step: int, current) -> None:
+        """Write the checkpoint (after every evaluation, so an interrupted run can be resumed)."""
+        full = _full_history(earlier, current)
+        metadata.update(step=step, train_loss=round(full.eval_train_loss[-1], 4),
+                        val_loss=round(full.val_loss[-1], 4),
+                        wall_seconds=round(previous_wall + time.perf_counter() - started, 1))
+        save_checkpoint(out, model, tokenizer, train_config=train_config, step=step, history=full,
+                        metadata=metadata, optimizer=optimizer, generator=generator, dtype=dtype)
+
+    previous_wall = metadata.get("wall_seconds", 0.0) if args.resume else 0.0
+    result = train(trained, train_ids, val_ids, train_config, optimizer=optimizer, start_step=start_step,
+                   generator=generator, progress=not args.quiet, on_eval=save, process=process)
+    if not process.is_main:
+        return 0
+    val_loss = result.val_loss[-1]
+    if args.final_eval_iters > 0:
+        # A steadier figure than the periodic estimate: many more batches, always the same ones.
+        val_loss = estimate_loss(model, val_ids, batch_size=train_config.batch_size, context_length=context,
+                                 iters=args.final_eval_iters, generator=torch.Generator().manual_seed(0))
+    wall = time.perf_counter() - started
+    metadata.update({
+        "val_loss": round(val_loss, 4),
+        "val_loss_batches": args.final_eval_iters or train_config.eval_iters,
+        "ms_per_iter": round(result.ms_per_step, 1),
+        "wall_seconds": round(previous_wall + wall, 1),
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    })
+    save_checkpoint(out, model, tokenizer, train_config=train_config, step=train_config.max_steps,
+                    history=_full_history(earlier, result), metadata=metadata, optimizer=optimizer,
+                    generator=generator, dtype=dtype)
+    print(f"saved {out}: step={train_config.max_steps} train_loss={result.eval_train_loss[-1]:.4f} "
+          f"val_loss={val_loss:.4f} ms_per_iter={result.ms_per_step:.1f} "
+          f"wall_seconds={wall:.1f}", flush=True)
+    return 0
+
+
+def _full_history(earlier, current):
+    """The history of the whole run: the saved part of a resumed run, then this part."""
+    if earlier is None:
+        return current
+    full = type(current).from_dict(earlier.to_dict())
+    full.extend(current)
+    return full
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except (DataError, CheckpointError, ModelError, TrainingError, UsageError, UnknownCharacterError,
+            distributed.DistributedError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
