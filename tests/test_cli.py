@@ -1,0 +1,105 @@
+"""The commands `python -m book.train` and `python -m book.generate`, run as a reader runs them."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 30
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120,
+                          env={"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    data = folder / "richard.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    out = folder / "model"
+    result = run("book.train", "--data", str(data), "--preset", "tiny", "--iters", "6", "--out", str(out), "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    return data, out, result
+
+
+def test_train_writes_a_checkpoint_and_reports(trained):
+    data, out, result = trained
+    last = result.stdout.strip().splitlines()[-1]
+    values = dict(part.split("=") for part in last.split() if "=" in part)
+    assert float(values["val_loss"]) > 0 and float(values["ms_per_iter"]) > 0
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "checkpoint.json", "optimizer.safetensors"}
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 6 and meta["model"]["n_layer"] == 1
+    assert meta["metadata"]["command"].startswith("python -m book.train --data")
+    assert meta["metadata"]["val_loss"] == pytest.approx(float(values["val_loss"]), abs=1e-4)
+
+
+def test_resume(trained, tmp_path):
+    data, out, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    result = run("book.train", "--data", str(data), "--preset", "tiny", "--out", str(copy), "--resume", "--iters", "9")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((copy / "checkpoint.json").read_text())
+    assert meta["step"] == 9 and meta["history"]["steps"] == list(range(9))
+    again = run("book.train", "--data", str(data), "--preset", "tiny", "--out", str(copy), "--resume", "--iters", "9")
+    assert_clean_error(again, "already trained 9 steps")
+
+
+def test_generate_is_reproducible(trained):
+    _, out, _ = trained
+    args = ("book.generate", "--checkpoint", str(out), "--prompt", "Now is", "--max-new-tokens", "30", "--seed", "3",
+            "--top-k", "5", "--top-p", "0.9", "--temperature", "0.8")
+    first, second = run(*args), run(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert first.stdout.startswith("Now is") and len(first.stdout.rstrip("\n")) == 36
+    greedy = run("book.generate", "--checkpoint", str(out), "--prompt", "Now", "--greedy", "--max-new-tokens", "5")
+    assert greedy.returncode == 0 and greedy.stdout.startswith("Now")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"", "empty"),
+    (b"\x00\x01\x02binary", "binary"),
+    (b"\xff\xfe\xfa not utf-8", "not UTF-8"),
+    (b"too short\n", "too short"),
+])
+def test_train_rejects_bad_data(tmp_path, content, message):
+    data = tmp_path / "input.txt"
+    if content is not None:
+        data.write_bytes(content)
+    result = run("book.train", "--data", str(data), "--preset", "tiny", "--out", str(tmp_path / "out"))
+    assert_clean_error(result, message)
+
+
+def test_generate_rejects_a_missing_checkpoint(tmp_path):
+    assert_clean_error(run("book.generate", "--checkpoint", str(tmp_path / "none"), "--prompt", "a"), "no such checkpoint")
+
+
+def test_generate_rejects_a_mismatched_checkpoint(trained, tmp_path):
+    _, out, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "checkpoint.json").read_text())
+    meta["model"]["d_model"] = 32
+    (copy / "checkpoint.json").write_text(json.dumps(meta))
+    assert_clean_error(run("book.generate", "--checkpoint", str(copy), "--prompt", "a"), "another config")
+
+
+def test_generate_rejects_unknown_characters(trained):
+    _, out, _ = trained
+    result = run("book.generate", "--checkpoint", str(out), "--prompt", "Now is the Z\u00e9phyr")
+    assert_clean_error(result, "not in the vocabulary", "'Z'")
