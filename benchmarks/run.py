@@ -11,6 +11,7 @@ Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for t
 - generation speed with the KV cache against recomputing every position;
 - a MAML meta-step over 25 sinusoid tasks with ``vmap`` against a Python loop, and first-order
   against second-order;
+- training on two data-parallel processes (``torchrun``) against one process using every core;
 - each chapter notebook's execution time against the three-minute budget (full run only).
 """
 from __future__ import annotations
@@ -169,6 +170,33 @@ def bench_maml(quick):
     ]
 
 
+# ------------------------------------------------------------------------------ data parallel
+
+def bench_data_parallel(quick):
+    """``python -m book.train`` on one process using both cores, against two torchrun processes of one thread each."""
+    import re
+    import tempfile
+
+    iters = 40 if quick else 150
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as folder:
+        def ms_per_iter(launcher, threads, out):
+            command = [*launcher, "-m", "book.train", "--data", "corpus", "--preset", "nanogpt-cpu",
+                       "--iters", str(iters), "--eval-interval", str(iters), "--final-eval-iters", "1",
+                       "--out", str(pathlib.Path(folder) / out), "--quiet"]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+            output = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=ROOT).stdout
+            return float(re.search(r"ms_per_iter=([0-9.]+)", output).group(1))
+
+        single = ms_per_iter([sys.executable], cores, "single")
+        double = ms_per_iter([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+                             max(cores // 2, 1), "double")
+    tokens = 12 * 64 * 1000.0  # the preset's global batch, per second
+    return [result("training: 2 DDP processes vs 1 process", tokens / double, tokens / single, "tokens/s",
+                   f"nanogpt-cpu preset, same global batch (12 x 64), {iters} steps; "
+                   f"1 process x {cores} threads vs 2 processes x {max(cores // 2, 1)} thread(s)")]
+
+
 # -------------------------------------------------------------------------------- notebooks
 
 def bench_notebooks():
@@ -202,7 +230,8 @@ def main(argv=None):
     parser.add_argument("--save", type=pathlib.Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    results = bench_training(args.quick) + bench_generation(args.quick) + bench_maml(args.quick)
+    results = (bench_training(args.quick) + bench_generation(args.quick) + bench_maml(args.quick)
+               + bench_data_parallel(args.quick))
     if not args.quick:
         results += bench_notebooks()
     report = {"machine": machine(), "quick": args.quick, "seconds": round(time.perf_counter() - started, 1),

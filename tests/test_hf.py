@@ -1,0 +1,126 @@
+"""The Hugging Face export: same logits, same greedy text, the seed's pipeline runs on it."""
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from book.applications import SHIPPED_CHECKPOINT
+from book.checkpoint import save_checkpoint
+from book.hf import ExportError, export, fast_tokenizer, to_gpt2
+from book.model import GPT, GPTConfig
+from book.tokenize import CharTokenizer
+
+SHIPPED = str(SHIPPED_CHECKPOINT)
+PROMPT = "ROMEO:\nO"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=180,
+                          env={"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                               "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "shakespeare"
+    result = run("book.hf", "export", "--checkpoint", SHIPPED, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_logits_match_the_book_model(bias):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, context_length=16, n_layer=2, n_head=2, d_model=16, bias=bias)).eval()
+    if bias:  # random biases, so that a misplaced one shows
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                torch.nn.init.normal_(param, std=0.1)
+    hf_model = to_gpt2(model)
+    idx = torch.randint(0, 11, (3, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(hf_model(idx).logits, model(idx)[0])
+
+
+def test_tokenizer_round_trip_and_ids():
+    chars = CharTokenizer("\n !,.:ABCabc")
+    fast = fast_tokenizer(chars, 32)
+    text = "Abc, cab!\n  A."
+    assert fast(text).input_ids == chars.encode(text)
+    assert fast.decode(chars.encode(text)) == text
+    assert fast.model_max_length == 32
+
+
+def test_exported_folder_loads_offline_and_matches(exported):
+    from book.checkpoint import load_checkpoint
+
+    files = {p.name for p in exported.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
+    model = transformers.GPT2LMHeadModel.from_pretrained(exported)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(exported)
+    assert model.config.activation_function == "gelu"
+    ours = load_checkpoint(SHIPPED)
+    text = "JULIET:\nWherefore art thou Romeo?\n"
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    assert ids[0].tolist() == ours.tokenizer.encode(text)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, ours.model(ids)[0])
+
+
+def test_greedy_generate_equals_book_generate(exported):
+    model = transformers.GPT2LMHeadModel.from_pretrained(exported)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(exported)
+    ids = tokenizer(PROMPT, return_tensors="pt").input_ids
+    output = model.generate(ids, max_length=len(PROMPT) + 40, do_sample=False)
+    hf_text = tokenizer.decode(output[0])
+    result = run("book.generate", "--checkpoint", SHIPPED, "--prompt", PROMPT, "--greedy", "--max-new-tokens", "40")
+    assert result.returncode == 0, result.stderr
+    assert hf_text == result.stdout[:-1]  # print adds one newline
+    assert len(hf_text) == len(PROMPT) + 40  # max_length counts the prompt
+
+
+def test_seed_pipeline_pattern(exported):
+    generator = transformers.pipeline("text-generation", model=str(exported))
+    transformers.set_seed(0)
+    sampled = generator("Hello, my name is", max_length=50, do_sample=True)[0]["generated_text"]
+    assert sampled.startswith("Hello, my name is") and len(sampled) == 50
+    greedy = generator(PROMPT, max_new_tokens=20, do_sample=False)[0]["generated_text"]
+    assert greedy.startswith(PROMPT) and len(greedy) == len(PROMPT) + 20
+
+
+def test_clean_error_for_missing_checkpoint(tmp_path):
+    result = run("book.hf", "export", "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere" in lines[0], result.stderr
+
+
+def test_refuses_a_non_empty_output_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = run("book.hf", "export", "--checkpoint", SHIPPED, "--out", str(out))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--force" in lines[0], result.stderr
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_force_overwrites(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=5, context_length=8, n_layer=1, n_head=1, d_model=8))
+    save_checkpoint(tmp_path / "ck", model, CharTokenizer("abcde"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    with pytest.raises(ExportError, match="not empty"):
+        export(tmp_path / "ck", out)
+    export(tmp_path / "ck", out, force=True)
+    assert (out / "model.safetensors").is_file()
