@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from book.model import GPT, GPTConfig, ModelError
+from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
 from book.training import History, TrainConfig
 

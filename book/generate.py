@@ -10,18 +10,13 @@ reshaped by ``temperature``, ``top_k`` and ``top_p``.
 """
 from __future__ import annotations
 
-import os
-
-# As in book.train: idle OpenMP threads sleep rather than spin (set before torch is imported).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import sys
 
 import torch
 from torch.nn import functional as F
 
-from book.model import GPT, KVCache, ModelError
+from book.model import GPT, ModelError
 
 
 class GenerationError(ValueError):

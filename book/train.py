@@ -11,15 +11,14 @@ On several processes (one machine or many), launch the same command with ``torch
 ``--data corpus`` means the book's Shakespeare corpus (its own train/validation split);
 any other value is a UTF-8 text file, of which the last 10% is held out for validation.
 The last line printed holds the results, e.g. ``step=2000 val_loss=1.8123 ms_per_iter=38.1``.
+
+On a machine busy with other work, ``OMP_WAIT_POLICY=PASSIVE`` makes PyTorch's idle threads
+sleep instead of spinning, which can make a step several times faster there; on an idle
+machine the default (spinning) is faster, so it is left to you.
 """
 from __future__ import annotations
 
 import os
-
-# Idle OpenMP threads sleep instead of spinning. On a busy machine (other processes on the
-# same cores) spinning threads steal each other's time and a step can take ten times longer.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import dataclasses
 import datetime

@@ -2,8 +2,6 @@ import os
 
 # Set before nbval starts any kernel, which inherits the environment.
 os.environ.setdefault("TQDM_DISABLE", "1")
-# Idle OpenMP threads sleep rather than spin: on a busy machine spinning threads slow torch many times over.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
