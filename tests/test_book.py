@@ -27,7 +27,9 @@ def test_chapter_pages_show_their_figures(built_book, name):
     html = (built_book / f"{name}.html").read_text(encoding="utf-8")
     notebook = (ROOT / f"{name}.ipynb").read_text(encoding="utf-8")
     figures_in_notebook = notebook.count('"image/png"')
-    assert html.count("<img") >= figures_in_notebook > 0
+    assert html.count("<img") >= figures_in_notebook
+    if pathlib.Path(name).name[:2].isdigit():
+        assert figures_in_notebook > 0, "every chapter has figures"
 
 
 def test_math_is_served_locally(built_book):
