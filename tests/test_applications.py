@@ -167,3 +167,73 @@ def test_shipped_translation_results_are_consistent():
     for row in results["rows"].values():
         references = [apps.number_words(n)[1] for n in query]
         assert row["exact_match"] == apps.exact_match(row["predictions"], references)
+
+
+def test_keyword_label_follows_the_stated_rule():
+    assert apps.keyword_label("O happy dagger!") == "happy"
+    assert apps.keyword_label("A plague o' both your houses!") == "sad"
+    assert apps.keyword_label("My love, my woe") is None  # words from both lists
+    assert apps.keyword_label("Lovers and madmen") is None  # whole words only
+    assert not set(apps.POSITIVE_WORDS) & set(apps.NEGATIVE_WORDS)
+
+
+def test_sentiment_set_is_balanced_held_out_and_deterministic():
+    corpus = load_corpus()
+    items = apps.sentiment_set(corpus, n_per_label=10)
+    assert [e.label for e in items] == ["happy", "sad"] * 10
+    for e in items:
+        assert apps.keyword_label(e.text) == e.label and 25 <= len(e.text) <= 70
+        assert e.text in apps.heldout_part(corpus[e.work]).text
+    assert items == apps.sentiment_set(corpus, n_per_label=10)
+    with pytest.raises(apps.TaskError, match=r"only \d+ (happy|sad) lines, 100000 asked"):
+        apps.sentiment_set(corpus, n_per_label=100_000)
+
+
+def test_classify_sentiment_picks_the_likelier_label():
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.from_text(TEXT + "abcdefghijklmnopqrstuvwxyz-T")
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=64, n_layer=1, n_head=2, d_model=16)).eval()
+    lines = ["He is a king.", "She is fair."]
+    answers = apps.classify_sentiment(model, tokenizer, lines)
+    assert len(answers) == 2 and set(answers) <= set(apps.SENTIMENT_LABELS)
+    for line, answer in zip(lines, answers):
+        scores = [apps.continuation_logprobs(model, tokenizer, [apps.sentiment_prompt(line)], [f"{label} line."])
+                  for label in apps.SENTIMENT_LABELS]
+        assert answer == apps.SENTIMENT_LABELS[int(torch.cat(scores).argmax())]
+    item = apps.LabelledLine("He is a king.", "happy", "x")
+    text = tokenizer.decode(apps.sentiment_ids(tokenizer, [item], repeats=2).tolist())
+    assert text == ("He is a king.\nThat was a happy line.\n\n") * 2
+
+
+def test_reply_questions_hold_the_true_next_speech():
+    work = load_corpus()["hamlet"]
+    speeches = apps.heldout_part(work).speeches()
+    openings = [s.text[:40] for s in speeches]
+    questions = apps.reply_questions(work, n=10)
+    for q in questions:
+        assert len(q.candidates) == 4 and q.speech.endswith("\n\n")
+        i = next(k for k, s in enumerate(speeches)
+                 if f"{s.speaker}.\n{s.text}".endswith(q.speech[:-2]) and openings[k + 1] == q.candidates[q.answer])
+        assert openings[i + 1] == q.candidates[q.answer]
+    assert {q.answer for q in questions} != {0}  # the true reply is not always first
+    assert questions == apps.reply_questions(work, n=10)
+    with pytest.raises(apps.TaskError, match="held-out speeches"):
+        apps.reply_questions(work, n=100_000)
+
+
+def test_overlap_replies_and_answer_replies(tiny):
+    model, tokenizer = tiny
+    q = apps.ReplyQuestion("x", "He.\nthe king is fair\n\n", ("one two", "the fair king", "a b", "c d"), 1)
+    assert apps.overlap_replies([q]) == [1]
+    answer = apps.answer_replies(model, tokenizer, [q])[0]
+    scores = apps.continuation_logprobs(model, tokenizer, [q.speech] * 4, list(q.candidates))
+    assert answer == int(scores.argmax())
+
+
+def test_sonnets_are_split_at_numerals():
+    poems = apps.sonnets(load_corpus()["sonnets"].text)
+    assert len(poems) == 154 and poems[17][0].startswith("Shall I compare thee")
+    assert sum(len(p) == 14 for p in poems) >= 150
+    assert apps.sonnets("title\n\nI\n\na\nb\n\nII\n\nc\n") == [["a", "b"], ["c"]]
+    form = apps.form_metrics(poems[17])
+    assert 35 < form["mean_characters"] < 50
