@@ -62,7 +62,6 @@ def next_token(logits: torch.Tensor, *, do_sample: bool = True, temperature: flo
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-@torch.no_grad()
 def generate(model: GPT, idx: torch.Tensor, *, max_new_tokens: int | None = None, max_length: int | None = None,
              do_sample: bool = True, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, generator: torch.Generator | None = None,
@@ -88,22 +87,25 @@ def generate(model: GPT, idx: torch.Tensor, *, max_new_tokens: int | None = None
         raise GenerationError(f"max_length {max_length} is shorter than the prompt ({idx.shape[1]} tokens)")
     was_training = model.training
     model.eval()
-    options = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-    context = model.config.context_length
-    cache = model.new_cache(idx.shape[0]) if use_cache else None
-    pending = idx[:, -context:]  # the tokens the model has not read yet
-    for _ in range(max_new_tokens):
-        if cache is None:
-            logits, _ = model(idx[:, -context:])
-        else:
-            if cache.length + pending.shape[1] > context:
-                cache.reset()
-                pending = idx[:, -(context // 2):]
-            logits, _ = model(pending, cache=cache)
-        token = next_token(logits[:, -1], **options)
-        idx = torch.cat([idx, token], dim=1)
-        pending = token
+    # inference_mode skips autograd's bookkeeping entirely, which matters when each step is tiny.
+    with torch.inference_mode():
+        options = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        context = model.config.context_length
+        cache = model.new_cache(idx.shape[0]) if use_cache else None
+        pending = idx[:, -context:]  # the tokens the model has not read yet
+        for _ in range(max_new_tokens):
+            if cache is None:
+                logits, _ = model(idx[:, -context:])
+            else:
+                if cache.length + pending.shape[1] > context:
+                    cache.reset()
+                    pending = idx[:, -(context // 2):]
+                logits, _ = model(pending, cache=cache)
+            token = next_token(logits[:, -1], **options)
+            idx = torch.cat([idx, token], dim=1)
+            pending = token
     model.train(was_training)
+    idx = idx.clone()  # outside inference mode: an ordinary tensor the caller may train on
     return idx[0] if single else idx
 
 
