@@ -333,13 +333,7 @@ def finetune(model: GPT, data: torch.Tensor, *, steps: int, lr: float, batch_siz
 
 def support_ids(tokenizer, numbers: list[int], repeats: int = 20, seed: int = 0) -> torch.Tensor:
     """The support lines in ``repeats`` shuffled orders, encoded: the fine-tuning text."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(repeats):
-        order = list(numbers)
-        rng.shuffle(order)
-        lines += [translation_line(n) for n in order]
-    return torch.tensor(tokenizer.encode("".join(lines)), dtype=torch.long)
+    return shuffled_text_ids(tokenizer, [translation_line(n) for n in numbers], repeats, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,13 +397,22 @@ def classify_sentiment(model: GPT, tokenizer, lines: list[str], labels=SENTIMENT
 
 def sentiment_ids(tokenizer, examples: list[LabelledLine], repeats: int = 20, seed: int = 0) -> torch.Tensor:
     """The labelled examples in ``repeats`` shuffled orders, as prompt plus label: the fine-tuning text."""
+    pieces = [sentiment_prompt(e.text) + f"{e.label} line.\n\n" for e in examples]
+    return shuffled_text_ids(tokenizer, pieces, repeats, seed)
+
+
+def shuffled_text_ids(tokenizer, pieces: list[str], repeats: int, seed: int) -> torch.Tensor:
+    """The pieces of text in ``repeats`` shuffled orders, concatenated and encoded.
+
+    Shuffling keeps a few-shot fine-tuning run from learning the order of its examples.
+    """
     rng = random.Random(seed)
-    parts = []
+    text = []
     for _ in range(repeats):
-        order = list(examples)
+        order = list(pieces)
         rng.shuffle(order)
-        parts += [sentiment_prompt(e.text) + f"{e.label} line.\n\n" for e in order]
-    return torch.tensor(tokenizer.encode("".join(parts)), dtype=torch.long)
+        text += order
+    return torch.tensor(tokenizer.encode("".join(text)), dtype=torch.long)
 
 
 # ---------------------------------------------------------------------------------------------
