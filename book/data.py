@@ -125,13 +125,18 @@ class Corpus:
         return "".join(train for train, _ in pieces), "".join(val for _, val in pieces)
 
 
+def read_shipped_json(path: str | pathlib.Path, rebuild_command: str) -> dict:
+    """One of the repository's compressed data files, or an error that says how to rebuild it."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} is missing; rebuild it with `{rebuild_command}`")
+    return json.loads(lzma.decompress(path.read_bytes()))
+
+
 @functools.lru_cache(maxsize=1)
 def load_corpus(path: str | pathlib.Path = CORPUS_PATH) -> Corpus:
     """Load the shipped Shakespeare corpus (42 works, about 5 million characters)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise DataError(f"corpus file {path} is missing; rebuild it with `python data/prepare_corpus.py`")
-    payload = json.loads(lzma.decompress(path.read_bytes()))
+    payload = read_shipped_json(path, "python data/prepare_corpus.py")
     works = [Work(w["name"], w["title"], w["kind"], w["text"], w["source"]) for w in payload["works"]]
     return Corpus(works, payload.get("description", ""))
 

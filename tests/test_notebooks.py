@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from book.colab import is_setup_cell
 from book.exercise import PASSED
 
 CHAPTERS = sorted((pathlib.Path(__file__).parent.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -61,7 +62,8 @@ def test_executed_top_to_bottom_without_errors(path):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_first_code_cell_seeds_everything(path):
-    first = text_of(code_cells(load(path))[0])
+    # The Colab setup cell comes first; it does nothing outside Colab (tests/test_colab.py).
+    first = text_of([cell for cell in code_cells(load(path)) if not is_setup_cell(cell)][0])
     assert "torch.manual_seed(0)" in first
 
 
