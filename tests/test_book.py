@@ -41,3 +41,14 @@ def test_math_is_served_locally(built_book):
 def test_preface_names_the_other_metagpt(built_book):
     text = (built_book / "chapters" / "preface.html").read_text(encoding="utf-8")
     assert "arXiv:2308.00352" in text and "February 2019" in text
+
+
+@pytest.mark.parametrize("name", [n for n in toc_files() if (ROOT / f"{n}.ipynb").exists()])
+def test_notebook_pages_launch_on_colab_and_binder_without_showing_the_setup_cell(built_book, name):
+    from book.colab import REPOSITORY_URL
+
+    html = (built_book / f"{name}.html").read_text(encoding="utf-8")
+    repository = REPOSITORY_URL.removeprefix("https://github.com/")
+    assert f"https://colab.research.google.com/github/{repository}/blob/main/{name}.ipynb" in html
+    assert f"https://mybinder.org/v2/gh/{repository}/main?urlpath=lab/tree/{name}.ipynb" in html
+    assert "google.colab" not in html, "the Colab setup cell is for notebooks, not for the book's pages"
