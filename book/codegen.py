@@ -49,10 +49,12 @@ class CodeCorpus:
         heldout = set(self.heldout_names)
         return [name for name in sorted(self.modules) if name not in heldout]
 
+    def text_of(self, names: list[str]) -> str:
+        return "\n".join(self.modules[name] for name in names)
+
     def split(self) -> tuple[str, str]:
         """(training text, validation text): the training modules, then the held-out ones."""
-        join = lambda names: "\n".join(self.modules[name] for name in names)  # noqa: E731
-        return join(self.train_names), join(self.heldout_names)
+        return self.text_of(self.train_names), self.text_of(self.heldout_names)
 
 
 @functools.lru_cache(maxsize=1)
