@@ -29,7 +29,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CODE_CORPUS_PATH = ROOT / "data" / "stdlib_code.json.xz"
 CODE_CHECKPOINT = ROOT / "checkpoints" / "stdlib-code"
 ADAPTATION_RESULTS = ROOT / "checkpoints" / "applications" / "code.json"
-# Every pair is run and reported: the query lines are the only scored lines, so nothing is tuned apart.
+# There is no separate split to tune on (the query lines are the only lines scored), so every
+# (steps, learning rate) pair is run and reported.
 ADAPTATION_SETTINGS = ((30, 3e-4), (30, 1e-3), (100, 3e-4), (100, 1e-3))
 HELDOUT_EVERY = 10  # module i (in name order) is held out when i % HELDOUT_EVERY == HELDOUT_EVERY // 2
 
