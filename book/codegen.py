@@ -1,8 +1,10 @@
-"""Code generation on Python's standard library: the corpus, the tasks and their metrics.
+"""Code generation on Python's standard library: the tasks, their metrics and the few-shot experiment.
 
-The corpus is ``data/stdlib_code.json.xz`` (rebuilt by ``data/prepare_code_corpus.py``):
-the top-level modules of one Python's standard library. Whole modules are held out, one in
-ten, so that every completion the book scores is of code the model has never read.
+The code is :func:`book.data.load_code_corpus`: the top-level modules of one Python's standard
+library, with whole modules held out, so every completion scored here is of code the model
+has never read.
+
+    python -m book.codegen --out checkpoints/applications/code.json
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import argparse
 import ast
 import copy
 import dataclasses
-import functools
 import itertools
 import pathlib
 import random
@@ -22,47 +23,15 @@ import torch
 
 from book.applications import (TaskError, common_prefix_length, exact_match, finetune, greedy_continuations,
                                save_results)
-from book.data import read_shipped_json, split_text
+from book.data import CodeCorpus, load_code_corpus, split_text
 from book.model import GPT
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CODE_CORPUS_PATH = ROOT / "data" / "stdlib_code.json.xz"
 CODE_CHECKPOINT = ROOT / "checkpoints" / "stdlib-code"
 ADAPTATION_RESULTS = ROOT / "checkpoints" / "applications" / "code.json"
 # There is no separate split to tune on (the query lines are the only lines scored), so every
 # (steps, learning rate) pair is run and reported.
 ADAPTATION_SETTINGS = ((30, 3e-4), (30, 1e-3), (100, 3e-4), (100, 1e-3))
-HELDOUT_EVERY = 10  # module i (in name order) is held out when i % HELDOUT_EVERY == HELDOUT_EVERY // 2
-
-
-@dataclasses.dataclass(frozen=True)
-class CodeCorpus:
-    modules: dict[str, str]
-    python: str
-
-    @property
-    def heldout_names(self) -> list[str]:
-        names = sorted(self.modules)
-        return [name for i, name in enumerate(names) if i % HELDOUT_EVERY == HELDOUT_EVERY // 2]
-
-    @property
-    def train_names(self) -> list[str]:
-        heldout = set(self.heldout_names)
-        return [name for name in sorted(self.modules) if name not in heldout]
-
-    def text_of(self, names: list[str]) -> str:
-        return "\n".join(self.modules[name] for name in names)
-
-    def split(self) -> tuple[str, str]:
-        """(training text, validation text): the training modules, then the held-out ones."""
-        return self.text_of(self.train_names), self.text_of(self.heldout_names)
-
-
-@functools.lru_cache(maxsize=1)
-def load_code_corpus(path: str | pathlib.Path = CODE_CORPUS_PATH) -> CodeCorpus:
-    """Load the shipped Python code (157 standard-library modules, about 4.4 million characters)."""
-    payload = read_shipped_json(path, "python data/prepare_code_corpus.py")
-    return CodeCorpus(payload["modules"], payload["python"])
 
 
 # ---------------------------------------------------------------------------------------------

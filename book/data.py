@@ -6,7 +6,8 @@
     >>> hamlet.speeches()[0]
     Speech(speaker='Ber', text="Who's there?")
 
-The corpus is rebuilt from its public-domain source by ``data/prepare_corpus.py``.
+The corpus is rebuilt from its public-domain source by ``data/prepare_corpus.py``. Chapter 7's
+Python code (:func:`load_code_corpus`) is rebuilt by ``data/prepare_code_corpus.py``.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pathlib
 import re
 
 CORPUS_PATH = pathlib.Path(__file__).resolve().parent.parent / "data" / "shakespeare.json.xz"
+CODE_CORPUS_PATH = CORPUS_PATH.with_name("stdlib_code.json.xz")
+HELDOUT_EVERY = 10  # code module i (in name order) is held out when i % HELDOUT_EVERY == HELDOUT_EVERY // 2
 
 
 class DataError(ValueError):
@@ -174,3 +177,36 @@ def load_text_file(path: str | pathlib.Path) -> str:
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (undecodable byte at offset {error.start})") from None
     return text.lstrip("\ufeff").replace("\r\n", "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Python code, for the code-generation application (rebuilt by data/prepare_code_corpus.py)
+
+@dataclasses.dataclass(frozen=True)
+class CodeCorpus:
+    modules: dict[str, str]
+    python: str
+
+    @property
+    def heldout_names(self) -> list[str]:
+        names = sorted(self.modules)
+        return [name for i, name in enumerate(names) if i % HELDOUT_EVERY == HELDOUT_EVERY // 2]
+
+    @property
+    def train_names(self) -> list[str]:
+        heldout = set(self.heldout_names)
+        return [name for name in sorted(self.modules) if name not in heldout]
+
+    def text_of(self, names: list[str]) -> str:
+        return "\n".join(self.modules[name] for name in names)
+
+    def split(self) -> tuple[str, str]:
+        """(training text, validation text): the training modules, then the held-out ones."""
+        return self.text_of(self.train_names), self.text_of(self.heldout_names)
+
+
+@functools.lru_cache(maxsize=1)
+def load_code_corpus(path: str | pathlib.Path = CODE_CORPUS_PATH) -> CodeCorpus:
+    """Load the shipped Python code (157 standard-library modules, about 4.4 million characters)."""
+    payload = read_shipped_json(path, "python data/prepare_code_corpus.py")
+    return CodeCorpus(payload["modules"], payload["python"])

@@ -23,6 +23,9 @@ def _preset(description: str, model: dict, **training) -> Preset:
 
 
 BABY_GPT = dict(n_layer=4, n_head=4, d_model=128, context_length=64, dropout=0.0, bias=False)
+# The shipped models (Shakespeare, then Python code) share BABY_GPT's size and this budget.
+SHIPPED_TRAINING = dict(batch_size=16, max_lr=2e-3, min_lr=2e-4, warmup_steps=100, weight_decay=0.1,
+                        beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=50)
 
 PRESETS: dict[str, Preset] = {
     # nanoGPT's CPU "baby GPT" budget (README, shakespeare_char with the CPU overrides): the same
@@ -41,16 +44,12 @@ PRESETS: dict[str, Preset] = {
     # The checkpoint shipped in checkpoints/shakespeare-char (a few minutes on two CPU cores).
     "shakespeare-char": _preset(
         "the book's shipped model: 4 layers, 4 heads, 128 dims, context 128, batch 16",
-        dict(n_layer=4, n_head=4, d_model=128, context_length=128, dropout=0.0, bias=False),
-        max_steps=2000, batch_size=16, max_lr=2e-3, min_lr=2e-4, warmup_steps=100,
-        weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=50),
+        dict(BABY_GPT, context_length=128), max_steps=2000, **SHIPPED_TRAINING),
     # The code model shipped in checkpoints/stdlib-code: the same size, a longer context (code's
     # structure spans more characters than a line of verse) and more steps.
     "stdlib-code": _preset(
         "the book's code model: 4 layers, 4 heads, 128 dims, context 256, batch 16, 3000 steps",
-        dict(n_layer=4, n_head=4, d_model=128, context_length=256, dropout=0.0, bias=False),
-        max_steps=3000, batch_size=16, max_lr=2e-3, min_lr=2e-4, warmup_steps=100,
-        weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=50),
+        dict(BABY_GPT, context_length=256), max_steps=3000, **SHIPPED_TRAINING),
     # For tests and quick experiments: trains in a second.
     "tiny": _preset(
         "a toy model for tests: 1 layer, 2 heads, 16 dims, context 16",

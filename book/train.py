@@ -9,7 +9,8 @@ On several processes (one machine or many), launch the same command with ``torch
     torchrun --standalone --nproc_per_node=2 -m book.train --data input.txt --out runs/ddp
 
 ``--data corpus`` means the book's Shakespeare corpus (its own train/validation split) and
-``--data stdlib`` the book's Python standard-library code (whole modules held out); any other value is a UTF-8 text file, of which the last 10% is held out for validation.
+``--data stdlib`` the book's Python standard-library code (whole modules held out); any other
+value is a UTF-8 text file, of which the last 10% is held out for validation.
 The last line printed holds the results, e.g. ``step=2000 val_loss=1.8123 ms_per_iter=38.1``.
 
 On a machine busy with other work, ``OMP_WAIT_POLICY=PASSIVE`` makes PyTorch's idle threads
@@ -31,9 +32,8 @@ import time
 import torch
 
 from book.checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
-from book.codegen import load_code_corpus
 from book import distributed
-from book.data import DataError, load_corpus, load_text_file, split_text
+from book.data import DataError, load_code_corpus, load_corpus, load_text_file, split_text
 from book.model import GPT, GPTConfig, ModelError
 from book.presets import PRESETS, get_preset
 from book.tokenize import CharTokenizer, UnknownCharacterError
@@ -46,7 +46,8 @@ class UsageError(ValueError):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m book.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="a UTF-8 text file, 'corpus' for the book's Shakespeare or 'stdlib' for its Python code")
+    parser.add_argument("--data", required=True,
+                        help="a UTF-8 text file, 'corpus' for the book's Shakespeare or 'stdlib' for its Python code")
     parser.add_argument("--preset", default="nanogpt-cpu", choices=sorted(PRESETS), help="model size and budget")
     parser.add_argument("--out", required=True, help="folder for the checkpoint")
     parser.add_argument("--iters", type=int, help="number of optimisation steps (default: the preset's)")

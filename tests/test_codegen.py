@@ -8,7 +8,8 @@ import torch
 
 from book import codegen
 from book.applications import TaskError, exact_match
-from book.data import DataError
+from book import train
+from book.data import DataError, load_code_corpus
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
 
@@ -17,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def corpus():
-    return codegen.load_code_corpus()
+    return load_code_corpus()
 
 
 def test_whole_modules_are_held_out(corpus):
@@ -32,6 +33,12 @@ def test_whole_modules_are_held_out(corpus):
         assert middle in val_text and middle not in train_text, name
 
 
+def test_training_command_reads_the_same_split(corpus):
+    train_text, val_text, description = train.load_data("stdlib", val_fraction=0.1)
+    assert (train_text, val_text) == corpus.split()
+    assert f"{len(corpus.heldout_names)} held out" in description
+
+
 def test_corpus_is_ascii_python(corpus):
     assert all(text.isascii() for text in corpus.modules.values())
     for name in ("os", "random", "string"):
@@ -40,7 +47,7 @@ def test_corpus_is_ascii_python(corpus):
 
 def test_missing_corpus_file_names_the_fix(tmp_path):
     with pytest.raises(DataError, match="prepare_code_corpus.py"):
-        codegen.load_code_corpus.__wrapped__(tmp_path / "absent.json.xz")
+        load_code_corpus.__wrapped__(tmp_path / "absent.json.xz")
 
 
 def test_line_tasks_are_the_text_that_follows_their_prompt(corpus):
