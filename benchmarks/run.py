@@ -11,6 +11,9 @@ Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for t
 - generation speed with the KV cache against recomputing every position;
 - a MAML meta-step over 25 sinusoid tasks with ``vmap`` against a Python loop, and first-order
   against second-order;
+- a MetaGPT meta-iteration (Chapter 6's GPT and meta-batch, second and first order, through
+  ``book.maml``'s autograd engine) against one training step over the same windows: the cost
+  of MAML's arithmetic (here the ratio is a cost multiple: smaller is cheaper);
 - training on two data-parallel processes (``torchrun``) against one process using every core;
 - each chapter notebook's execution time against the three-minute budget (full run only).
 """
@@ -179,6 +182,50 @@ def bench_maml(quick):
     ]
 
 
+def bench_metagpt(quick):
+    """Chapter 6's meta-iteration against one plain training step on the same 32 windows, one thread."""
+    from book.experiments import metagpt
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the experiment runs
+    try:
+        model = metagpt.make_model(0)
+        optimizer = make_optimizer(model, lr=1e-4, weight_decay=0.01, betas=(0.9, 0.99))
+        tasks = metagpt.meta_batch("dialects", 0, 0)
+        repeats = 5 if quick else 20
+
+        def milliseconds(step):
+            def measure():
+                start = time.perf_counter()
+                step(model, optimizer, tasks)
+                return time.perf_counter() - start
+            for _ in range(2):
+                measure()  # warm-up
+            return 1000.0 * statistics.median(measure() for _ in range(repeats))
+
+        def first_order_step(model, optimizer, tasks):
+            gradients, _ = maml.maml_gradient(model, dict(model.named_parameters()), metagpt.task_batch(tasks),
+                                              loss_fn=metagpt.lm_loss, inner_lr=metagpt.INNER_LR, first_order=True,
+                                              engine="autograd")
+            for name, p in model.named_parameters():
+                p.grad = gradients[name]
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        training = milliseconds(metagpt.pretraining_step)
+        second = milliseconds(metagpt.maml_step)
+        first = milliseconds(first_order_step)
+    finally:
+        torch.set_num_threads(threads)
+    windows = metagpt.META_BATCH * (metagpt.SUPPORT + metagpt.QUERY)
+    note = (f"{metagpt.META_BATCH} tasks x {metagpt.SUPPORT}+{metagpt.QUERY} windows of {metagpt.WINDOW}; "
+            f"b = one AdamW step over the same {windows} windows; ratio = cost multiple (target <= 3.5)")
+    return [
+        result("MetaGPT meta-iteration, second order, vs one training step", second, training, "ms", note),
+        result("MetaGPT meta-iteration, first order, vs one training step", first, training, "ms", note),
+    ]
+
+
 # ------------------------------------------------------------------------------ data parallel
 
 def bench_data_parallel(quick):
@@ -240,7 +287,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     started = time.perf_counter()
     results = (bench_training(args.quick) + bench_generation(args.quick) + bench_maml(args.quick)
-               + bench_data_parallel(args.quick))
+               + bench_metagpt(args.quick) + bench_data_parallel(args.quick))
     if not args.quick:
         results += bench_notebooks() + bench_compile()
     report = {"machine": machine(), "quick": args.quick, "seconds": round(time.perf_counter() - started, 1),

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from book.model import GPT, GPTConfig
@@ -61,7 +62,11 @@ def save_checkpoint(directory, model: GPT, tokenizer: CharTokenizer, *, train_co
                               f"{tokenizer.vocab_size}")
     weights = {name: tensor.detach().to("cpu", dtype).contiguous()
                for name, tensor in model.state_dict().items() if name != TIED}
-    save_file(weights, directory / MODEL_FILE, metadata={"format": FORMAT})
+    # Every file is written under a temporary name and renamed into place, weights first and the
+    # description last; each weights file records its step, so a save interrupted between two
+    # renames is caught on loading instead of resuming from mismatched files.
+    stamp = {"format": FORMAT, "step": str(step)}
+    _save_atomically(weights, directory / MODEL_FILE, stamp)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -76,7 +81,7 @@ def save_checkpoint(directory, model: GPT, tokenizer: CharTokenizer, *, train_co
         tensors, groups = _flatten_optimizer(optimizer)
         if generator is not None:
             tensors["rng.batches"] = generator.get_state()
-        save_file(tensors, directory / OPTIMIZER_FILE)
+        _save_atomically(tensors, directory / OPTIMIZER_FILE, stamp)
         meta["optimizer"] = groups
     elif (directory / OPTIMIZER_FILE).exists():
         (directory / OPTIMIZER_FILE).unlink()  # a stale state from another run must not be resumed
@@ -84,6 +89,30 @@ def save_checkpoint(directory, model: GPT, tokenizer: CharTokenizer, *, train_co
     temporary.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     temporary.replace(directory / META_FILE)
     return directory
+
+
+def _save_atomically(tensors: dict, path: pathlib.Path, metadata: dict) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, temporary, metadata=metadata)
+    os.replace(temporary, path)
+
+
+def _saved_step(path: pathlib.Path) -> int | None:
+    """The step recorded inside a weights file (None for files written before steps were recorded)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            step = (handle.metadata() or {}).get("step")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    return int(step) if step is not None and step.isdigit() else None
+
+
+def _check_step(directory: pathlib.Path, meta: dict, path: pathlib.Path) -> None:
+    saved = _saved_step(path)
+    if saved is not None and saved != meta["step"]:
+        raise CheckpointError(f"{directory}: {path.name} is from step {saved} but {META_FILE} says step "
+                              f"{meta['step']}; the last save was interrupted, so the files do not belong "
+                              f"together")
 
 
 def load_checkpoint(directory, *, device: str | torch.device = "cpu") -> Checkpoint:
@@ -103,8 +132,10 @@ def load_checkpoint(directory, *, device: str | torch.device = "cpu") -> Checkpo
         raise CheckpointError(f"{directory}: the vocabulary has {tokenizer.vocab_size} characters but the "
                               f"model config says {config.vocab_size}")
     weights = _read_tensors(directory / MODEL_FILE)
-    model = GPT(config)
-    expected = {name: tensor for name, tensor in model.state_dict().items() if name != TIED}
+    _check_step(directory, meta, directory / MODEL_FILE)
+    with torch.device("meta"):  # shapes only: a hostile config must not allocate before it is checked
+        skeleton = GPT(config)
+    expected = {name: tensor for name, tensor in skeleton.state_dict().items() if name != TIED}
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
@@ -115,10 +146,14 @@ def load_checkpoint(directory, *, device: str | torch.device = "cpu") -> Checkpo
         if weights[name].shape != tensor.shape:
             raise CheckpointError(f"{directory}: {name} has shape {tuple(weights[name].shape)} but the config "
                                   f"needs {tuple(tensor.shape)}; the weights are from another config")
+    damaged = [name for name in expected if not torch.isfinite(weights[name].float()).all()]
+    if damaged:
+        raise CheckpointError(f"{directory}: {damaged[0]} holds NaN or infinite values; the weights are damaged "
+                              f"(a diverged or corrupted run)")
+    model = GPT(config)
     model.load_state_dict({name: weights[name].float() for name in expected}, strict=False)
     model.to(device).eval()
-    return Checkpoint(model, tokenizer, train_config, int(meta.get("step", 0)), history,
-                      meta.get("metadata", {}), directory)
+    return Checkpoint(model, tokenizer, train_config, meta["step"], history, meta.get("metadata", {}), directory)
 
 
 def load_training_state(directory, optimizer: torch.optim.Optimizer, generator: torch.Generator | None = None) -> None:
@@ -128,6 +163,7 @@ def load_training_state(directory, optimizer: torch.optim.Optimizer, generator: 
     if "optimizer" not in meta or not (directory / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{directory}: no optimizer state saved, so training cannot be resumed")
     tensors = _read_tensors(directory / OPTIMIZER_FILE)
+    _check_step(directory, meta, directory / OPTIMIZER_FILE)
     groups = meta["optimizer"]
     if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
         raise CheckpointError(f"{directory}: the optimizer state belongs to a different model")
@@ -156,6 +192,9 @@ def read_metadata(directory) -> dict:
         raise CheckpointError(f"{path}: not a checkpoint of this book")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {meta.get('version')}, this code reads {VERSION}")
+    step = meta.setdefault("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: \"step\" must be a non-negative integer, got {step!r}")
     return meta
 
 

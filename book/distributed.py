@@ -52,10 +52,32 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def resolve_device(name) -> torch.device:
+    """The torch device called ``name``, checked: it must exist on this machine and hold real tensors."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise DistributedError(f"--device {name!r} is not a device; use one of {', '.join(DEVICE_TYPES)}") from None
+    if device.type not in DEVICE_TYPES:
+        raise DistributedError(f"--device {name!r} cannot train or generate; use one of {', '.join(DEVICE_TYPES)}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DistributedError(f"--device {name} was asked for, but this PyTorch build or machine has no CUDA "
+                                   f"device; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DistributedError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DistributedError(f"--device {name} was asked for, but MPS is not available here; use --device cpu")
+    return device
+
+
 def start(device: str = "cpu") -> tuple[Process, torch.device]:
     """Join the process group torchrun set up (gloo on CPU, NCCL on CUDA); a no-op for one process."""
     if not launched_by_torchrun():
-        return SINGLE, torch.device(device)
+        return SINGLE, resolve_device(device)
     process = Process(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
     if str(device).startswith("cuda"):
         if not torch.cuda.is_available():

@@ -11,6 +11,7 @@ reshaped by ``temperature``, ``top_k`` and ``top_p``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
@@ -36,7 +37,7 @@ def filter_logits(logits: torch.Tensor, *, top_k: int | None = None, top_p: floa
         kth_largest = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth_largest, float("-inf"))
     if top_p is not None:
-        if not 0 < top_p <= 1:
+        if not (math.isfinite(top_p) and 0 < top_p <= 1):
             raise GenerationError(f"top_p must be in (0, 1], got {top_p}")
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
@@ -54,6 +55,8 @@ def next_token(logits: torch.Tensor, *, do_sample: bool = True, temperature: flo
     """Choose the next token from the last position's logits (B, vocab): ids of shape (B, 1)."""
     if not do_sample:
         return logits.argmax(dim=-1, keepdim=True)
+    if not math.isfinite(temperature):
+        raise GenerationError(f"temperature must be a finite number, got {temperature}")
     if temperature <= 0:
         raise GenerationError(f"temperature must be positive when sampling, got {temperature} "
                               "(for the most likely token, use greedy decoding)")
@@ -65,7 +68,7 @@ def next_token(logits: torch.Tensor, *, do_sample: bool = True, temperature: flo
 def generate(model: GPT, idx: torch.Tensor, *, max_new_tokens: int | None = None, max_length: int | None = None,
              do_sample: bool = True, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, generator: torch.Generator | None = None,
-             use_cache: bool = True) -> torch.Tensor:
+             use_cache: bool = True, on_token=None) -> torch.Tensor:
     """Extend the token ids ``idx`` (B, T) (or (T,)) and return prompt plus continuation.
 
     Give either ``max_new_tokens`` or ``max_length`` (prompt included). With ``use_cache``,
@@ -73,6 +76,8 @@ def generate(model: GPT, idx: torch.Tensor, *, max_new_tokens: int | None = None
     positions stop at its context length; when the text outgrows it, the cached run keeps the
     latest half of the context, recomputes it once, and carries on (the uncached run instead
     re-reads the latest full context at every step, so long outputs of the two may differ).
+    ``on_token``, if given, is called with each new token's ids (B, 1) as soon as it is drawn,
+    for streaming the text as it is produced.
     """
     single = idx.dim() == 1
     if single:
@@ -104,6 +109,8 @@ def generate(model: GPT, idx: torch.Tensor, *, max_new_tokens: int | None = None
             token = next_token(logits[:, -1], **options)
             idx = torch.cat([idx, token], dim=1)
             pending = token
+            if on_token is not None:
+                on_token(token)
     model.train(was_training)
     idx = idx.clone()  # outside inference mode: an ordinary tensor the caller may train on
     return idx[0] if single else idx
@@ -126,33 +133,51 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, help="sample among the most likely tokens holding this much probability")
     parser.add_argument("--seed", type=int, default=0, help="random seed for sampling (default 0)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every position at each step")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps, where available")
     return parser.parse_args(argv)
+
+
+MAX_NEW_TOKENS = 100_000  # a long book chapter; beyond that, generate in a loop of your own
 
 
 def main(argv=None) -> int:
     from book.checkpoint import CheckpointError, load_checkpoint
+    from book.distributed import DistributedError, resolve_device
     from book.tokenize import UnknownCharacterError
 
     args = parse_args(argv)
     try:
-        if args.max_new_tokens < 0:
-            raise GenerationError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-        checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+        if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+            raise GenerationError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS:,}, "
+                                  f"got {args.max_new_tokens}")
+        if not args.greedy and not (math.isfinite(args.temperature) and args.temperature > 0):
+            raise GenerationError(f"--temperature must be a positive finite number, got {args.temperature}")
+        device = resolve_device(args.device)
+        checkpoint = load_checkpoint(args.checkpoint, device=device)
         if not args.prompt:
             raise GenerationError("the prompt is empty: give at least one character")
         try:
             checkpoint.tokenizer.encode(args.prompt)
         except UnknownCharacterError as error:
             raise GenerationError(f"the prompt cannot be read by this model: {error}") from None
-        generator = torch.Generator(device=args.device).manual_seed(args.seed)
-        text = complete(checkpoint.model, checkpoint.tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
-                        do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k,
-                        top_p=args.top_p, generator=generator, use_cache=not args.no_cache)
-    except (CheckpointError, GenerationError, ModelError, ValueError) as error:
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        tokenizer = checkpoint.tokenizer
+        prompt = torch.tensor(tokenizer.encode(args.prompt), dtype=torch.long, device=device)
+        print(args.prompt, end="", flush=True)  # then each character as soon as it is drawn
+
+        def stream(token):
+            print(tokenizer.decode(token[0].tolist()), end="", flush=True)
+
+        generate(checkpoint.model, prompt, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
+                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, generator=generator,
+                 use_cache=not args.no_cache, on_token=stream)
+    except (CheckpointError, GenerationError, ModelError, DistributedError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(text)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(flush=True)
     return 0
 
 

@@ -112,6 +112,9 @@ def export(checkpoint_dir, out_dir, *, force: bool = False) -> pathlib.Path:
     from book.checkpoint import load_checkpoint
 
     out_dir = pathlib.Path(out_dir)
+    if out_dir.resolve() == pathlib.Path(checkpoint_dir).resolve():
+        raise ExportError(f"--out {out_dir} is the checkpoint itself; exporting there would overwrite the book's "
+                          f"weights with the GPT-2 layout: choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:

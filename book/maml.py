@@ -16,6 +16,14 @@ Chapter 5 derives every function here step by step. The algorithms:
 Everything is generic over an ``nn.Module`` and a loss ``loss_fn(prediction, target) -> scalar``:
 the module's parameters become a dict of tensors that ``torch.func.functional_call`` plugs in,
 so a task can be adapted without touching the module itself.
+
+Two engines compute the same numbers. ``engine="func"`` takes gradients with ``torch.func.grad``
+and can ``vmap`` over the tasks of a batch (fastest for small networks such as the sinusoid
+regressor of Chapter 5). ``engine="autograd"`` loops over tasks and differentiates the inner
+step with ``torch.autograd.grad(create_graph=True)``, freeing each task's graph before the next:
+this is the faster path for the GPT of Chapter 6, whose forward pass checks its token ids (a
+data-dependent branch that ``vmap`` cannot batch) and whose per-task work is large enough that
+batching tasks gains little. Tests and Chapter 6 check that the two engines agree in float64.
 """
 from __future__ import annotations
 
@@ -25,9 +33,11 @@ from typing import Callable, Dict
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Params = Dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ENGINES = ("func", "autograd")
 
 
 class TaskBatchError(ValueError):
@@ -125,17 +135,32 @@ def task_loss(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor
     return loss_fn(functional_call(model, params, (x,)), y)
 
 
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
 def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *, loss_fn: LossFn,
-          inner_lr: float, steps: int = 1, first_order: bool = False) -> Params:
+          inner_lr: float, steps: int = 1, first_order: bool = False, engine: str = "func") -> Params:
     """Inner loop: ``steps`` steps of gradient descent on one task's support set.
 
     $\\theta' = \\theta - \\alpha \\nabla_\\theta L_S(\\theta)$, repeated. Differentiable: when the caller
     takes gradients of the result with respect to ``params`` (MAML), they flow through every
     step, including through the inner gradients themselves, unless ``first_order`` treats
-    those as constants (FOMAML).
+    those as constants (FOMAML). With ``engine="autograd"`` the ``params`` that gradients are
+    taken with respect to must require grad (see :func:`leaf_parameters`).
     """
     if steps < 0:
         raise ValueError(f"the number of inner steps must be non-negative, got {steps}")
+    _check_engine(engine)
+    if engine == "autograd":
+        # PyTorch's fused CPU attention has no double backward: second order needs the plain kernel.
+        with sdpa_kernel(SDPBackend.MATH):
+            for _ in range(steps):
+                loss = task_loss(model, params, x, y, loss_fn)
+                gradients = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
+                params = {name: p - inner_lr * g for (name, p), g in zip(params.items(), gradients)}
+        return params
     support_gradient = grad(task_loss, argnums=1)
     for _ in range(steps):
         gradients = support_gradient(model, params, x, y, loss_fn)
@@ -145,11 +170,17 @@ def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *,
     return params
 
 
+def leaf_parameters(params: Params) -> Params:
+    """Copies of ``params`` that require grad: the variables of an autograd meta-gradient."""
+    return {name: p.detach().clone().requires_grad_() for name, p in params.items()}
+
+
 def adapted_query_loss(model: nn.Module, params: Params, x_support, y_support, x_query, y_query, *,
-                       loss_fn: LossFn, inner_lr: float, steps: int = 1, first_order: bool = False) -> torch.Tensor:
+                       loss_fn: LossFn, inner_lr: float, steps: int = 1, first_order: bool = False,
+                       engine: str = "func") -> torch.Tensor:
     """One task's query loss after adapting on its support set: $L_Q(\\theta')$."""
     adapted = adapt(model, params, x_support, y_support, loss_fn=loss_fn, inner_lr=inner_lr,
-                    steps=steps, first_order=first_order)
+                    steps=steps, first_order=first_order, engine=engine)
     return task_loss(model, adapted, x_query, y_query, loss_fn)
 
 
@@ -174,11 +205,28 @@ def maml_loss(model: nn.Module, params: Params, tasks: TaskBatch, *, loss_fn: Lo
 
 
 def maml_gradient(model: nn.Module, params: Params, tasks: TaskBatch, *, loss_fn: LossFn, inner_lr: float,
-                  steps: int = 1, first_order: bool = False, vectorize: bool = True):
+                  steps: int = 1, first_order: bool = False, vectorize: bool = True, engine: str = "func"):
     """The meta-gradient $\\nabla_\\theta \\frac1T\\sum_i L_{Q_i}(\\theta_i')$ and the meta-loss.
 
     Returns ``(gradients, loss)``: a dict shaped like ``params`` and the meta-loss before the update.
+    ``engine="autograd"`` loops over the tasks (``vectorize`` is then ignored) and keeps one task's
+    graph in memory at a time.
     """
+    _check_engine(engine)
+    if engine == "autograd":
+        _check_params(model, params)
+        variables = leaf_parameters(params)
+        total, loss_sum = None, 0.0
+        for index in range(tasks.num_tasks):
+            xs, ys, xq, yq = (t[index] for t in (tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query))
+            adapted = adapt(model, variables, xs, ys, loss_fn=loss_fn, inner_lr=inner_lr, steps=steps,
+                            first_order=first_order, engine="autograd")
+            loss = task_loss(model, adapted, xq, yq, loss_fn) / tasks.num_tasks
+            gradients = torch.autograd.grad(loss, list(variables.values()))
+            total = gradients if total is None else [a + g for a, g in zip(total, gradients)]
+            loss_sum += float(loss.detach())
+        return dict(zip(variables, total)), torch.tensor(loss_sum, dtype=next(iter(params.values())).dtype)
+
     def objective(p):
         loss = maml_loss(model, p, tasks, loss_fn=loss_fn, inner_lr=inner_lr, steps=steps,
                          first_order=first_order, vectorize=vectorize)

@@ -4,9 +4,10 @@
 
 Each code cell tagged ``solution`` becomes a stub: functions and classes keep their
 signature and docstring, and their body raises ``NotImplementedError`` with the hint
-written in the solution as ``# Hint: ...`` comments. Outputs are cleared, so the
-automatic check below each exercise reports "not attempted yet" until the student
-writes an answer.
+written in the solution as ``# Hint: ...`` comments. Markdown cells tagged ``answer``
+(the written model answers to open questions) are replaced by a place for the student's
+own. Outputs are cleared, so the automatic check below each exercise reports "not
+attempted yet" until the student writes an answer.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOLUTION_TAG = "solution"
+ANSWER_TAG = "answer"
+ANSWER_PLACEHOLDER = "*Your answer:* write it here, in a few sentences."
 HIDDEN_TAGS = {"hide-cell", "hide-input", "hide-output", "remove-cell", "remove-input"}
 
 
@@ -73,6 +76,10 @@ def student_notebook(notebook: nbformat.NotebookNode) -> tuple[nbformat.Notebook
     stubs = 0
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "markdown" and ANSWER_TAG in tags:
+            cell.source = ANSWER_PLACEHOLDER
+            cell.metadata["tags"] = [t for t in tags if t != ANSWER_TAG] + ["exercise"]
+            continue
         if cell.cell_type != "code":
             continue
         cell.outputs = []
@@ -101,10 +108,23 @@ def _exercise_name(notebook, solution_cell, ordinal):
     return f"Exercise {ordinal}"
 
 
-def write_edition(out: pathlib.Path, chapters: pathlib.Path = ROOT / "chapters") -> dict[str, int]:
+def write_edition(out: pathlib.Path, chapters: pathlib.Path = ROOT / "chapters", *, force: bool = False
+                  ) -> dict[str, int]:
     if out.resolve() == chapters.resolve():
         raise StudentEditionError("the output folder must not be the chapters folder: that would erase the solutions")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise StudentEditionError(f"{out} is a file, not a folder")
+    existing = sorted(p.name for p in chapters.glob("*.ipynb") if (out / p.name).exists())
+    if existing and not force:
+        raise StudentEditionError(f"{out} already holds {len(existing)} student notebooks (e.g. {existing[0]}), "
+                                  f"perhaps with a student's answers; pass --force to overwrite them")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise StudentEditionError(f"{out} cannot be written ({error.strerror or error})") from None
     counts = {}
     for path in sorted(chapters.glob("*.ipynb")):
         notebook, stubs = student_notebook(nbformat.read(path, as_version=4))
@@ -118,9 +138,10 @@ def write_edition(out: pathlib.Path, chapters: pathlib.Path = ROOT / "chapters")
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Write the chapters with exercise solutions replaced by stubs.")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="folder to write the student notebooks to")
+    parser.add_argument("--force", action="store_true", help="overwrite student notebooks already in --out")
     args = parser.parse_args(argv)
     try:
-        counts = write_edition(args.out)
+        counts = write_edition(args.out, force=args.force)
     except StudentEditionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ adapt on) and a query set (other text from the same source, on which the adapted
 scored). Both are windows of ``length + 1`` token ids, so a window ``w`` gives the inputs
 ``w[:-1]`` and the next-character targets ``w[1:]``.
 
-Two families:
+Three families:
 
 * :class:`DialectFamily`: each task is a random first-order Markov chain over a small alphabet,
   with few possible successors per character, so that tasks conflict: what follows ``a`` in
@@ -13,6 +13,9 @@ Two families:
   exactly, an oracle no model can beat on average.
 * :class:`SpeakerFamily`: each task is one speaker of one play in the Shakespeare corpus.
   Whole plays are held out for validation and testing.
+* :class:`CipherFamily`: the speakers' text with the letters ``etaoinsh`` permuted by a random
+  substitution of each task's own, so that tasks conflict on real text: the same word is
+  spelled differently in every task. The plain text of the same windows is kept as a reference.
 
 Every family draws the same tasks for the same seed, and uses one shared character vocabulary
 (:func:`shared_tokenizer`), so one model can read all of them.
@@ -55,6 +58,7 @@ class Task:
     support: torch.Tensor
     query: torch.Tensor
     oracle_bits: float | None = None  # the best achievable query loss, where it is known
+    plain_query: torch.Tensor | None = None  # for ciphered tasks: the query windows before the cipher
 
     def __post_init__(self):
         for part in ("support", "query"):
@@ -226,9 +230,13 @@ def speaker_texts(min_chars: int = 3000) -> dict[str, list[tuple[str, str]]]:
 
 @dataclasses.dataclass(frozen=True)
 class SpeakerFamily:
-    """Tasks that are speakers of Shakespeare's plays; held-out plays for validation and test."""
+    """Tasks that are speakers of Shakespeare's plays; held-out plays for validation and test.
 
-    min_chars: int = 3000
+    A speaker needs at least ``min_chars`` characters of lines; 600 leaves 138 test speakers
+    (from the held-out plays), each with enough text for 4 + 4 windows of 65 characters.
+    """
+
+    min_chars: int = 600
     name: str = "speakers"
 
     def speakers(self, split: str) -> list[str]:
@@ -267,11 +275,56 @@ class SpeakerFamily:
         return tasks
 
 
-FAMILIES = {"dialects": DialectFamily, "speakers": SpeakerFamily}
+@dataclasses.dataclass(frozen=True)
+class CipherFamily:
+    """Speakers' text under a random letter substitution of each task's own.
+
+    The task's windows are those :class:`SpeakerFamily` draws with the same arguments; the
+    letters of ``letters`` (lower and upper case alike) are then permuted at random, with a
+    permutation drawn from the task's seed. A model that has not seen a task's text cannot know
+    its spelling, which the support set (or the context) reveals.
+    """
+
+    letters: str = "etaoinsh"
+    min_chars: int = 600
+    name: str = "cipher"
+
+    def __post_init__(self):
+        vocabulary = set(shared_tokenizer().vocabulary)
+        missing = sorted({c for c in self.letters + self.letters.upper() if c not in vocabulary})
+        if missing or len(set(self.letters)) != len(self.letters) or len(self.letters) < 2:
+            raise TaskError(f"cipher letters must be at least two distinct letters of the vocabulary, "
+                            f"got {self.letters!r}")
+
+    def substitution(self, split: str, seed: int, index: int) -> torch.Tensor:
+        """The token-id table of task ``index``: ``table[ids]`` enciphers ``ids``."""
+        tokenizer = shared_tokenizer()
+        generator = torch.Generator().manual_seed(seed * 7_919 + _SPLIT_OFFSET[split] + 5_000_000 + index)
+        order = torch.randperm(len(self.letters), generator=generator).tolist()
+        table = torch.arange(tokenizer.vocab_size)
+        for source, target in zip(self.letters, (self.letters[i] for i in order)):
+            for a, b in ((source, target), (source.upper(), target.upper())):
+                table[tokenizer.encode(a)[0]] = tokenizer.encode(b)[0]
+        return table
+
+    def sample(self, split: str, num_tasks: int, seed: int = 0, *, support: int = 8, query: int = 8,
+               length: int = 32, first: int | None = None) -> list[Task]:
+        plain = SpeakerFamily(self.min_chars).sample(split, num_tasks, seed, support=support, query=query,
+                                                     length=length, first=first)
+        start = 0 if first is None else first
+        tasks = []
+        for offset, task in enumerate(plain):
+            table = self.substitution(split, seed, start + offset)
+            tasks.append(Task(f"{task.name} (ciphered)", table[task.support], table[task.query],
+                              plain_query=task.query))
+        return tasks
+
+
+FAMILIES = {"dialects": DialectFamily, "cipher": CipherFamily, "speakers": SpeakerFamily}
 
 
 def family(name: str):
-    """The task family called ``name`` (``dialects`` or ``speakers``)."""
+    """The task family called ``name`` (``dialects``, ``cipher`` or ``speakers``)."""
     if name not in FAMILIES:
         raise TaskError(f"unknown task family {name!r}; choose one of {', '.join(FAMILIES)}")
     return FAMILIES[name]()

@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from book.checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from book.checkpoint import META_FILE, CheckpointError, load_checkpoint, load_training_state, save_checkpoint
 from book import distributed
 from book.data import DataError, load_code_corpus, load_corpus, load_text_file, split_text
 from book.model import GPT, GPTConfig, ModelError
@@ -52,12 +52,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder for the checkpoint")
     parser.add_argument("--iters", type=int, help="number of optimisation steps (default: the preset's)")
     parser.add_argument("--seed", type=int, help="random seed for initialisation and batches")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps, where available")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core)")
     parser.add_argument("--eval-interval", type=int, help="steps between evaluations (and checkpoints)")
     parser.add_argument("--final-eval-iters", type=int, default=200,
                         help="batches for the final validation loss (default 200; 0: the last periodic estimate)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a checkpoint already in --out (without it, train refuses to overwrite)")
     parser.add_argument("--bf16", action="store_true", help="store the weights as bfloat16 (half the size)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -83,7 +85,29 @@ def encode(tokenizer: CharTokenizer, text: str) -> torch.Tensor:
     return torch.tensor(tokenizer.encode(text), dtype=torch.long)
 
 
+def check_output(out: pathlib.Path, *, resume: bool, force: bool) -> None:
+    """Refuse, before any work, an --out that cannot be written or that holds a run to keep."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    if resume and force:
+        raise UsageError("--resume continues the run in --out and --force replaces it: choose one")
+    holds_checkpoint = (out / META_FILE).exists()
+    if resume and not holds_checkpoint:
+        raise UsageError(f"--resume: {out} holds no checkpoint to continue")
+    if holds_checkpoint and not resume and not force:
+        raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it or --force to "
+                         f"replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"--out {out} cannot be written ({error.strerror or error})") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    check_output(pathlib.Path(args.out), resume=args.resume, force=args.force)
     if args.threads is not None:
         if args.threads <= 0:
             raise UsageError(f"--threads must be positive, got {args.threads}")

@@ -261,3 +261,42 @@ def test_maml_on_the_books_gpt_matches_explicit_double_backward():
     assert_close(loss, (total / tasks.num_tasks).detach())
     for name, e in zip(leaves, expected):
         assert_close(ours[name], e)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_autograd_and_func_engines_agree(first_order, steps):
+    net, tasks = tiny_network(), tiny_tasks(tasks=4)
+    params = parameters_of(net)
+    kwargs = dict(loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=steps, first_order=first_order)
+    functional, loss_f = maml_gradient(net, params, tasks, engine="func", **kwargs)
+    looped, loss_a = maml_gradient(net, params, tasks, engine="autograd", **kwargs)
+    assert_close(loss_a, loss_f)
+    for name in params:
+        assert_close(looped[name], functional[name])
+
+
+def test_autograd_engine_on_the_books_gpt_matches_the_func_engine():
+    from book.model import GPT
+
+    torch.manual_seed(0)
+    gpt = GPT.from_config(vocab_size=11, context_length=8, n_layer=2, n_head=2, d_model=8).double()
+    ids = torch.randint(0, 11, (3, 4, 9), generator=torch.Generator().manual_seed(0))
+    tasks = TaskBatch(ids[:, :2, :-1], ids[:, :2, 1:], ids[:, 2:, :-1], ids[:, 2:, 1:])
+
+    def lm_loss(output, targets):
+        return F.cross_entropy(output[0].flatten(0, 1), targets.flatten())
+
+    params = parameters_of(gpt)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(SDPBackend.MATH):
+        reference, _ = maml_gradient(gpt, params, tasks, loss_fn=lm_loss, inner_lr=0.5, vectorize=False)
+    ours, _ = maml_gradient(gpt, params, tasks, loss_fn=lm_loss, inner_lr=0.5, engine="autograd")
+    for name in params:
+        assert_close(ours[name], reference[name])
+
+
+def test_unknown_engine_is_rejected():
+    net, tasks = tiny_network(), tiny_tasks()
+    with pytest.raises(ValueError, match="unknown engine 'jax'"):
+        maml_gradient(net, parameters_of(net), tasks, loss_fn=F.mse_loss, inner_lr=0.1, engine="jax")

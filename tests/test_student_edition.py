@@ -58,6 +58,15 @@ def test_check_verdicts(capsys):
     assert lines[2].startswith(f"{FAILED} Exercise 9.3: not attempted yet")
 
 
+def test_a_name_error_says_which_name(capsys):
+    def typo():
+        return undefined_helper_name  # noqa: F821
+    check("Exercise 9.4", typo)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{FAILED} Exercise 9.4: name 'undefined_helper_name' is not defined")
+    assert "spelling" in line
+
+
 def test_refuses_to_overwrite_the_chapters():
     with pytest.raises(StudentEditionError, match="erase the solutions"):
         write_edition(ROOT / "chapters")
@@ -80,3 +89,16 @@ def test_student_copy_runs_and_every_check_fails_with_a_message(path, tmp_path):
         verdict = _outputs(cell)
         assert verdict.startswith(FAILED), f"a check passes or crashed on the student copy: {verdict!r}"
         assert len(verdict.split(":", 1)[-1].strip()) > 10, "the verdict gives no message"
+
+
+def test_written_answers_are_replaced_by_a_place_for_the_students_own():
+    notebook = nbformat.v4.new_notebook()
+    answer = nbformat.v4.new_markdown_cell("The paired interval is narrower because ...")
+    answer.metadata["tags"] = ["answer"]
+    question = nbformat.v4.new_markdown_cell("**Exercise 9.9.** Why?")
+    notebook.cells = [question, answer]
+    student, stubs = student_notebook(notebook)
+    assert stubs == 0
+    assert student.cells[0].source == question.source
+    assert "narrower" not in student.cells[1].source and "Your answer" in student.cells[1].source
+    assert "answer" not in student.cells[1].metadata["tags"]

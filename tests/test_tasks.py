@@ -87,3 +87,22 @@ def test_errors_name_the_problem():
         SpeakerFamily().sample("test", 1, support=200, query=200)
     with pytest.raises(TaskError, match="support must have shape"):
         Task("empty", torch.zeros(0, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))
+
+
+def test_cipher_tasks_permute_letters_of_the_speakers_windows():
+    from book.tasks import CipherFamily
+
+    family = CipherFamily()
+    ciphered = family.sample("test", 3, seed=2, support=2, query=2, length=16, first=5)
+    plain = SpeakerFamily(family.min_chars).sample("test", 3, seed=2, support=2, query=2, length=16, first=5)
+    tokenizer = shared_tokenizer()
+    for offset, (c, p) in enumerate(zip(ciphered, plain)):
+        assert torch.equal(c.plain_query, p.query)
+        table = family.substitution("test", 2, 5 + offset)
+        assert torch.equal(table[p.support], c.support) and torch.equal(table[p.query], c.query)
+        assert sorted(table.tolist()) == list(range(tokenizer.vocab_size))  # a permutation
+        moved = {tokenizer.decode([i]) for i in range(tokenizer.vocab_size) if table[i] != i}
+        assert moved <= set(family.letters + family.letters.upper())
+    assert not torch.equal(family.substitution("test", 2, 5), family.substitution("test", 2, 6))
+    with pytest.raises(TaskError, match="cipher letters"):
+        CipherFamily(letters="e")

@@ -1,26 +1,40 @@
-"""MetaGPT: MAML, first-order MAML and Reptile applied to a tiny character-level GPT (Chapter 6).
+"""MetaGPT: a small GPT meta-trained with MAML, against the baselines that know what is possible (Chapter 6).
 
 The seed's "Meta-Transformer" is a Transformer plus a meta-learner. Here the Transformer is the
-book's :class:`~book.model.GPT` (2 layers, 4 heads, 64 dimensions, context 32, the corpus's 84
-characters) and the meta-learner learns its initial weights so that a few gradient steps on a
-new task's support set lower the loss on that task's query set. Two task families
-(:mod:`book.tasks`): ``dialects`` (random Markov chains, whose entropy rate is a known oracle)
-and ``speakers`` (Shakespeare's speakers, held-out plays for testing).
+book's :class:`~book.model.GPT` (2 layers, 4 heads, 64 dimensions, a context of 64 characters,
+the corpus's 84 characters) and the meta-learner is :mod:`book.maml`. Three task families
+(:mod:`book.tasks`): ``dialects`` (random Markov chains: tasks conflict, and the entropy rate is
+an exact oracle), ``cipher`` (Shakespeare under a letter substitution of each task's own: real
+text whose tasks conflict) and ``speakers`` (Shakespeare's speakers from held-out plays: tasks
+that share almost everything).
 
     python -m book.experiments.metagpt                   # evaluate the shipped checkpoints (table)
     python -m book.experiments.metagpt --json            # the same, as JSON
-    python -m book.experiments.metagpt --train           # meta-train every method and seed, then evaluate
+    python -m book.experiments.metagpt --train --families dialects --seeds 0 --methods finetune
 
-Methods: ``maml`` (second order, one inner step), ``fomaml`` (first order), ``reptile``,
-``finetune`` (one model trained on the union of the meta-training tasks with the same number of
-gradient evaluations as MAML, then fine-tuned) and ``scratch`` (random initialisation, trained on
-the support set alone). Every method adapts with plain gradient descent on the support set; its
-step size is tuned on meta-*validation* tasks (held-out plays, or fresh dialects), never on the
-test tasks.
+Ways to start adapting (each trained for the same wall-clock budget, ``--budget`` seconds):
+
+* ``finetune``: one model pretrained on the union of the meta-training tasks (their support and
+  query windows), adapted with SGD; ``finetune-adam`` is the same start adapted with Adam.
+* ``maml``: second-order MAML from a random initialisation, one inner SGD step of ``INNER_LR``.
+* ``pretrain-maml``: the pretraining run up to ``SWITCH`` of the budget, then MAML for the rest
+  (the same optimiser and schedule continue), which is how meta-learning is used on language
+  models.
+* ``scratch``: a random initialisation.
+
+Baselines without a network: ``count`` (a bigram counted from the support set, smoothed towards
+the bigram of the meta-training tasks, its concentration tuned on validation tasks) and, on
+dialects, ``oracle`` (the entropy rate of the true chain). ``in-context`` puts the end of the
+support text into the pretrained model's context and takes no gradient step.
+
+Every step size and step count is tuned on meta-validation tasks, separately for each reported
+budget of steps (0 steps allowed), never on the test tasks. Intervals treat the task as the
+unit: seeds are averaged per task first; the seed-to-seed spread is reported separately.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import pathlib
@@ -29,38 +43,48 @@ import sys
 import time
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch.func import functional_call
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from book import maml
+from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from book.model import GPT, GPTConfig
 from book.tasks import FAMILIES, Task, family as make_family, shared_tokenizer
-from book.training import lr_schedule, make_optimizer
+from book.training import make_optimizer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 CHECKPOINTS = ROOT / "checkpoints" / "metagpt"
 
-MODEL = dict(context_length=32, n_layer=2, n_head=4, d_model=64)
-WINDOW = 32               # characters per window (the context)
-SUPPORT = 8               # support windows per task: 8 x 33 = 264 characters
-QUERY = 8                 # query windows per task
-META_BATCH = 4            # tasks per meta-update
-ITERATIONS = 200          # meta-iterations per method and seed
-INNER_LR = 0.4            # alpha: MAML's and FOMAML's inner step size, Reptile's SGD step size
-INNER_STEPS = 1           # inner steps of MAML and FOMAML during meta-training
-REPTILE_STEPS = 3         # Reptile's SGD steps on each task's support and query windows
-META_LR = 3e-3            # Adam, warm-up then cosine to a tenth
-WARMUP = 10
+MODEL = dict(context_length=64, n_layer=2, n_head=4, d_model=64)
+WINDOW = 64               # characters a window feeds the model (its whole context)
+SUPPORT = 4               # support windows per task: 4 x 65 = 260 characters
+QUERY = 4                 # query windows per task
+META_BATCH = 4            # tasks per meta-iteration (and per pretraining step: 32 windows)
+INNER_LR = 0.3            # alpha: MAML's inner SGD step size during meta-training
+INNER_STEPS = 1           # inner steps during meta-training
+META_LR = 3e-3            # AdamW; warm-up for WARMUP of the budget, then cosine to a tenth
+WARMUP = 0.02
+# Wall-clock training budget of every method and seed, per family (seconds, one thread each).
+BUDGET_SECONDS = {"dialects": 360.0, "cipher": 300.0, "speakers": 300.0}
+# pretrain-maml: the share of the budget spent pretraining before MAML takes over. On speakers,
+# where the pretrained model is already most of what can be had, MAML only refines the end.
+SWITCH = {"dialects": 0.5, "cipher": 0.5, "speakers": 0.8}
 SEEDS = (0, 1, 2)
+LOG_EVERY = 25            # iterations averaged into one point of the training log
 
-METHODS = ("maml", "fomaml", "reptile", "finetune", "scratch")
-TRAINED = ("maml", "fomaml", "reptile", "finetune")
-EVAL_STEPS = (0, 1, 5, 10)
-TEST_TASKS = 32
-VAL_TASKS = 8
-LR_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+TRAINED = ("finetune", "maml", "pretrain-maml")
+ADAPTED = ("scratch", "finetune", "finetune-adam", "maml", "pretrain-maml")
+STARTS = {"scratch": "scratch", "finetune": "finetune", "finetune-adam": "finetune", "maml": "maml",
+          "pretrain-maml": "pretrain-maml"}
+REPORT_STEPS = (0, 1, 5, 10)
+MAX_STEPS = max(REPORT_STEPS)
+SGD_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+COUNT_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+PRIOR_TASKS = 1000        # meta-training tasks whose bigram is the count learner's prior
+TEST_TASKS = 128
+VAL_TASKS = 32
 DIVERGED_BITS = 20.0      # a query loss above this (or not finite) counts as a blow-up, capped here
+LN2 = math.log(2)
 
 
 class ExperimentError(ValueError):
@@ -68,261 +92,501 @@ class ExperimentError(ValueError):
 
 
 def make_model(seed: int = 0) -> GPT:
-    """The tiny GPT every method starts from, initialised with ``seed``."""
+    """The GPT every method starts from, initialised with ``seed``."""
     torch.manual_seed(seed)
     return GPT(GPTConfig(vocab_size=shared_tokenizer().vocab_size, **MODEL))
 
 
 def parameters(model: GPT) -> dict[str, torch.Tensor]:
     """The model's weights as leaf tensors that gradients can be taken with respect to."""
-    return {name: p.detach().clone().requires_grad_() for name, p in model.named_parameters()}
+    return maml.leaf_parameters(dict(model.named_parameters()))
+
+
+def lm_loss(output, targets: torch.Tensor) -> torch.Tensor:
+    """Next-character cross-entropy (nats) of the GPT's ``(logits, _)`` output."""
+    return torch.nn.functional.cross_entropy(output[0].flatten(0, 1), targets.flatten())
 
 
 def window_loss(model: GPT, params: dict, windows: torch.Tensor) -> torch.Tensor:
     """Mean next-character cross-entropy (nats) of the model with weights ``params`` on ``windows``."""
-    return functional_call(model, params, (windows[:, :-1], windows[:, 1:]))[1]
+    return maml.task_loss(model, params, windows[:, :-1], windows[:, 1:], lm_loss)
 
 
-def sgd_steps(model: GPT, params: dict, windows: torch.Tensor, lr: float, steps: int, *,
-              create_graph: bool = False) -> dict:
-    """``steps`` of plain gradient descent on ``windows``; differentiable when ``create_graph``."""
-    for _ in range(steps):
-        loss = window_loss(model, params, windows)
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-        params = {name: p - lr * g for (name, p), g in zip(params.items(), grads)}
-    return params
+def sgd_steps(model: GPT, params: dict, windows: torch.Tensor, lr: float, steps: int) -> dict:
+    """``steps`` of plain gradient descent on ``windows`` (the inner loop of :mod:`book.maml`)."""
+    adapted = maml.adapt(model, params, windows[:, :-1], windows[:, 1:], loss_fn=lm_loss, inner_lr=lr,
+                         steps=steps, first_order=True, engine="autograd")
+    return {name: p.detach() for name, p in adapted.items()}
 
 
-def meta_gradient(model: GPT, params: dict, tasks: list[Task], *, inner_lr: float = INNER_LR,
-                  steps: int = INNER_STEPS, first_order: bool = False):
-    """MAML's meta-gradient $\\nabla_\\theta \\frac1T \\sum_i L_{Q_i}(\\theta_i')$ and the meta-loss.
-
-    The same quantity as :func:`book.maml.maml_gradient`, computed with plain autograd
-    (``create_graph=True`` keeps the inner step differentiable), which is several times faster
-    on a CPU for this model. First order (FOMAML) treats the inner gradient as a constant: then
-    the meta-gradient is the query gradient at the adapted weights.
-    """
-    total = 0.0
-    with sdpa_kernel(SDPBackend.MATH):  # the fused CPU attention kernel has no double backward
-        for task in tasks:
-            adapted = sgd_steps(model, params, task.support, inner_lr, steps, create_graph=not first_order)
-            if first_order:  # the query gradient at theta', applied to theta
-                adapted = {name: p.detach().requires_grad_() for name, p in adapted.items()}
-                loss = window_loss(model, adapted, task.query)
-                grads = torch.autograd.grad(loss, list(adapted.values()))
-            else:
-                loss = window_loss(model, adapted, task.query)
-                grads = torch.autograd.grad(loss, list(params.values()))
-            total = total + loss.detach()
-            if task is tasks[0]:
-                summed = list(grads)
-            else:
-                summed = [s + g for s, g in zip(summed, grads)]
-    return {name: g / len(tasks) for name, g in zip(params, summed)}, float(total) / len(tasks)
-
-
-def reptile_direction(model: GPT, params: dict, tasks: list[Task], *, inner_lr: float = INNER_LR,
-                      steps: int = REPTILE_STEPS):
-    """Reptile's direction $\\theta - \\frac1T\\sum_i \\theta_i'$ (SGD on support and query) and the mean loss."""
-    direction = {name: torch.zeros_like(p) for name, p in params.items()}
-    total = 0.0
-    for task in tasks:
-        windows = torch.cat([task.support, task.query])
-        with torch.no_grad():
-            total += float(window_loss(model, params, windows))
-        adapted = sgd_steps(model, params, windows, inner_lr, steps)
-        for name in params:
-            direction[name] += (params[name] - adapted[name]).detach() / len(tasks)
-    return direction, total / len(tasks)
+def task_batch(tasks: list[Task]) -> maml.TaskBatch:
+    """Tasks as :class:`book.maml.TaskBatch`: inputs and next-character targets of every window."""
+    support = torch.stack([t.support for t in tasks])
+    query = torch.stack([t.query for t in tasks])
+    return maml.TaskBatch(support[..., :-1], support[..., 1:], query[..., :-1], query[..., 1:])
 
 
 def meta_batch(family_name: str, seed: int, iteration: int) -> list[Task]:
     """The meta-training tasks of one iteration: fresh dialects, or random training speakers."""
     family = make_family(family_name)
     stream = seed * 1_000_003 + iteration
-    if family_name == "dialects":
-        return family.sample("train", META_BATCH, seed=stream, first=stream * META_BATCH,
-                             support=SUPPORT, query=QUERY, length=WINDOW)
-    return family.sample("train", META_BATCH, seed=stream, support=SUPPORT, query=QUERY, length=WINDOW)
-
-
-def train(family_name: str, method: str, seed: int = 0, iterations: int = ITERATIONS,
-          progress: bool = True) -> tuple[GPT, dict]:
-    """Meta-train (or, for ``finetune``, pretrain) one method on one family; returns the model and a record.
-
-    ``finetune`` sees exactly the tasks MAML sees and takes as many gradient evaluations: per
-    iteration one step on the meta-batch's support windows and one on its query windows.
-    """
-    if method not in TRAINED:
-        raise ExperimentError(f"cannot train {method!r}; trainable methods: {', '.join(TRAINED)}")
-    if family_name not in FAMILIES:
-        raise ExperimentError(f"unknown family {family_name!r}; choose one of {', '.join(FAMILIES)}")
-    if iterations < 1:
-        raise ExperimentError(f"iterations must be at least 1, got {iterations}")
-    model = make_model(seed)
-    optimizer = make_optimizer(model, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
-    schedule = dict(max_lr=META_LR, min_lr=META_LR / 10, warmup_steps=WARMUP, max_steps=iterations)
-    losses, started = [], time.perf_counter()
-    bar = tqdm(range(iterations), desc=f"{family_name} {method} seed {seed}", disable=not progress)
-    for iteration in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_schedule(iteration, **schedule)
-        tasks = meta_batch(family_name, seed, iteration)
-        if method == "finetune":
-            loss = 0.0
-            for part in ("support", "query"):
-                windows = torch.cat([getattr(task, part) for task in tasks])
-                step_loss = model(windows[:, :-1], windows[:, 1:])[1]
-                optimizer.zero_grad(set_to_none=True)
-                step_loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                loss += step_loss.item() / 2
-        else:
-            params = parameters(model)
-            if method == "reptile":
-                grads, loss = reptile_direction(model, params, tasks)
-            else:
-                grads, loss = meta_gradient(model, params, tasks, first_order=method == "fomaml")
-            for name, p in model.named_parameters():
-                p.grad = grads[name].detach().clone()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        losses.append(round(loss / math.log(2), 4))
-        bar.set_postfix(bits=f"{losses[-1]:.3f}")
-    record = dict(family=family_name, method=method, seed=seed, iterations=iterations,
-                  seconds=round(time.perf_counter() - started, 1), loss_bits=losses,
-                  torch=torch.__version__, machine=platform.machine())
-    return model.eval(), record
+    first = stream * META_BATCH if family_name == "dialects" else None
+    return family.sample("train", META_BATCH, seed=stream, first=first, support=SUPPORT, query=QUERY,
+                         length=WINDOW)
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints: one small safetensors file per family, method and seed (float16), one JSON of records.
+# Training: every run gets the same wall-clock budget; the learning rate follows the clock.
+
+
+def schedule(fraction: float) -> float:
+    """Learning rate at ``fraction`` of the budget: linear warm-up, then cosine to a tenth."""
+    if fraction < WARMUP:
+        return META_LR * (fraction + 1e-3) / WARMUP
+    progress = min(1.0, (fraction - WARMUP) / (1 - WARMUP))
+    return META_LR / 10 + 0.5 * (META_LR - META_LR / 10) * (1 + math.cos(math.pi * progress))
+
+
+class Log:
+    """The training loss averaged over blocks of ``LOG_EVERY`` iterations, with the clock."""
+
+    def __init__(self):
+        self.iteration, self.seconds, self.loss_bits, self._block = [], [], [], []
+
+    def add(self, iteration: int, seconds: float, loss_nats: float) -> None:
+        self._block.append(loss_nats / LN2)
+        if len(self._block) == LOG_EVERY:
+            self.iteration.append(iteration + 1)
+            self.seconds.append(round(seconds, 2))
+            self.loss_bits.append(round(sum(self._block) / len(self._block), 4))
+            self._block = []
+
+    def to_dict(self) -> dict:
+        return {"iteration": self.iteration, "seconds": self.seconds, "loss_bits": self.loss_bits}
+
+
+def pretraining_step(model: GPT, optimizer, tasks: list[Task]) -> float:
+    windows = torch.cat([torch.cat([t.support, t.query]) for t in tasks])
+    loss = model(windows[:, :-1], windows[:, 1:])[1]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def maml_step(model: GPT, optimizer, tasks: list[Task]) -> float:
+    gradients, loss = maml.maml_gradient(model, dict(model.named_parameters()), task_batch(tasks),
+                                         loss_fn=lm_loss, inner_lr=INNER_LR, steps=INNER_STEPS,
+                                         engine="autograd")
+    for name, p in model.named_parameters():
+        p.grad = gradients[name]
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def _run(step, model, optimizer, family_name, seed, *, start_fraction, end_fraction, budget, first_iteration,
+         log, progress, label):
+    """Take ``step`` until the clock reaches ``end_fraction`` of the budget; returns the last iteration."""
+    started = time.perf_counter() - start_fraction * budget
+    iteration = first_iteration
+    bar = tqdm(desc=label, disable=not progress, unit="it")
+    while True:
+        elapsed = time.perf_counter() - started
+        if elapsed >= end_fraction * budget:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = schedule(elapsed / budget)
+        loss = step(model, optimizer, meta_batch(family_name, seed, iteration))
+        log.add(iteration, time.perf_counter() - started, loss)
+        iteration += 1
+        bar.update()
+    bar.close()
+    return iteration
+
+
+def _record(family_name, method, seed, budget, log, iterations, **extra) -> dict:
+    return dict(family=family_name, method=method, seed=seed, budget_seconds=budget, iterations=iterations,
+                log=log.to_dict(), inner_lr=INNER_LR, inner_steps=INNER_STEPS, meta_batch=META_BATCH,
+                torch=torch.__version__, machine=platform.machine(), threads=torch.get_num_threads(), **extra)
+
+
+def train_pretrained(family_name: str, seed: int = 0, budget: float | None = None, switch: float | None = None,
+                     progress: bool = True) -> list[tuple[GPT, dict]]:
+    """Pretrain for the whole budget (``finetune``) and, from the same run at ``switch``, MAML (``pretrain-maml``)."""
+    budget = BUDGET_SECONDS[family_name] if budget is None else budget
+    switch = SWITCH[family_name] if switch is None else switch
+    model = make_model(seed)
+    optimizer = make_optimizer(model, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
+    log = Log()
+    middle = _run(pretraining_step, model, optimizer, family_name, seed, start_fraction=0.0,
+                  end_fraction=switch, budget=budget, first_iteration=0, log=log, progress=progress,
+                  label=f"{family_name} pretraining seed {seed}")
+    snapshot = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), copy.deepcopy(log)
+    end = _run(pretraining_step, model, optimizer, family_name, seed, start_fraction=switch, end_fraction=1.0,
+               budget=budget, first_iteration=middle, log=log, progress=progress,
+               label=f"{family_name} pretraining seed {seed}")
+    finetune = (model, _record(family_name, "finetune", seed, budget, log, end))
+    meta = make_model(seed)
+    meta_optimizer = make_optimizer(meta, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
+    meta.load_state_dict(snapshot[0])
+    meta_optimizer.load_state_dict(snapshot[1])
+    meta_log = snapshot[2]
+    end = _run(maml_step, meta, meta_optimizer, family_name, seed, start_fraction=switch, end_fraction=1.0,
+               budget=budget, first_iteration=middle, log=meta_log, progress=progress,
+               label=f"{family_name} pretrain-maml seed {seed}")
+    pretrain_maml = (meta, _record(family_name, "pretrain-maml", seed, budget, meta_log, end,
+                                   switch=switch, switch_iteration=middle))
+    return [finetune, pretrain_maml]
+
+
+def train_maml(family_name: str, seed: int = 0, budget: float | None = None, progress: bool = True
+               ) -> list[tuple[GPT, dict]]:
+    """Second-order MAML from a random initialisation for the whole budget."""
+    budget = BUDGET_SECONDS[family_name] if budget is None else budget
+    model = make_model(seed)
+    optimizer = make_optimizer(model, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
+    log = Log()
+    end = _run(maml_step, model, optimizer, family_name, seed, start_fraction=0.0, end_fraction=1.0,
+               budget=budget, first_iteration=0, log=log, progress=progress, label=f"{family_name} maml seed {seed}")
+    return [(model, _record(family_name, "maml", seed, budget, log, end))]
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: one book.checkpoint folder per family, method and seed (float16 weights).
 
 
 def checkpoint_path(directory: pathlib.Path, family_name: str, method: str, seed: int) -> pathlib.Path:
-    return pathlib.Path(directory) / f"{family_name}-{method}-seed{seed}.safetensors"
+    return pathlib.Path(directory) / f"{family_name}-{method}-seed{seed}"
 
 
-def save(model: GPT, record: dict, directory: pathlib.Path = CHECKPOINTS) -> None:
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = {name: p.detach().to(torch.float16).contiguous() for name, p in model.named_parameters()}
-    save_file(weights, checkpoint_path(directory, record["family"], record["method"], record["seed"]),
-              metadata={"config": json.dumps(MODEL)})
-    records_file = directory / "training.json"
-    records = json.loads(records_file.read_text()) if records_file.exists() else []
-    records = [r for r in records if (r["family"], r["method"], r["seed"]) !=
-               (record["family"], record["method"], record["seed"])] + [record]
-    records.sort(key=lambda r: (r["family"], TRAINED.index(r["method"]), r["seed"]))
-    records_file.write_text(json.dumps(records) + "\n")
+def save(model: GPT, record: dict, directory: pathlib.Path = CHECKPOINTS) -> pathlib.Path:
+    path = checkpoint_path(directory, record["family"], record["method"], record["seed"])
+    return save_checkpoint(path, model, shared_tokenizer(), step=record["iterations"], metadata=record,
+                           dtype=torch.float16)
 
 
 def load(family_name: str, method: str, seed: int, directory: pathlib.Path = CHECKPOINTS) -> GPT:
     """The model a method starts adapting from: a shipped checkpoint, or a random one for ``scratch``."""
-    if method not in METHODS:
-        raise ExperimentError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if method == "scratch":
+    start = STARTS.get(method)
+    if start is None:
+        raise ExperimentError(f"unknown method {method!r}; choose from {', '.join(ADAPTED)}")
+    if start == "scratch":
         return make_model(10_000 + seed).eval()
-    path = checkpoint_path(directory, family_name, method, seed)
-    if not path.is_file():
+    path = checkpoint_path(directory, family_name, start, seed)
+    if not path.is_dir():
         raise ExperimentError(f"{path} is missing; train it with `python -m book.experiments.metagpt --train "
-                              f"--families {family_name} --methods {method} --seeds {seed}`")
-    model = make_model(seed)
-    weights = load_file(path)
-    expected = dict(model.named_parameters())
-    if set(weights) != set(expected) or any(weights[n].shape != p.shape for n, p in expected.items()):
-        raise ExperimentError(f"{path} holds weights of another model than {MODEL}")
-    with torch.no_grad():
-        for name, p in expected.items():
-            p.copy_(weights[name].float())
+                              f"--families {family_name} --methods {start} --seeds {seed}`")
+    try:
+        model = load_checkpoint(path).model
+    except CheckpointError as error:
+        raise ExperimentError(str(error)) from None
+    if model.config.to_dict() != make_model(0).config.to_dict():
+        raise ExperimentError(f"{path} holds another model than {MODEL}")
     return model.eval()
 
 
 def load_records(directory: pathlib.Path = CHECKPOINTS) -> list[dict]:
-    path = pathlib.Path(directory) / "training.json"
-    if not path.is_file():
-        raise ExperimentError(f"{path} is missing: no training records")
-    return json.loads(path.read_text())
+    """The training record of every shipped run (its log, budget and iterations)."""
+    records = []
+    for family_name in FAMILIES:
+        for method in TRAINED:
+            for seed in SEEDS:
+                path = checkpoint_path(directory, family_name, method, seed)
+                if path.is_dir():
+                    records.append(json.loads((path / "checkpoint.json").read_text())["metadata"])
+    if not records:
+        raise ExperimentError(f"{directory} holds no training records")
+    return records
+
+
+def finished(record: dict, window: int = 3000, tolerance: float = 0.02) -> dict:
+    """Did the training loss stop moving? The change over the last ``window`` iterations.
+
+    Compares the mean loss of the last 200 iterations with the mean of the 200 iterations
+    ``window`` earlier. Runs shorter than ``window`` iterations after their last switch of
+    objective cannot pass this test, whatever their curve looks like.
+    """
+    log = record["log"]
+    iterations, losses = log["iteration"], log["loss_bits"]
+    span = max(1, 200 // LOG_EVERY)
+    start = record.get("switch_iteration", 0)
+    points = [i for i, it in enumerate(iterations) if it > start]
+    if iterations[-1] - start < window + 200 or len(points) < 2 * span:
+        return {"change_bits": None, "flat": False, "iterations_since_start": iterations[-1] - start}
+    end_mean = sum(losses[-span:]) / span
+    earlier = max(i for i in points if iterations[i] <= iterations[-1] - window)
+    before = sum(losses[max(0, earlier - span + 1):earlier + 1]) / len(losses[max(0, earlier - span + 1):earlier + 1])
+    change = end_mean - before
+    return {"change_bits": round(change, 4), "flat": abs(change) < tolerance,
+            "iterations_since_start": iterations[-1] - start}
 
 
 # --------------------------------------------------------------------------------------------
-# Evaluation.
+# Evaluation: adaptation curves, count-based learner, in-context scoring.
 
 
-def adaptation_curve(model: GPT, task: Task, lr: float, steps: int = max(EVAL_STEPS)) -> list[float]:
-    """Query loss in bits per character after 0, 1, ..., ``steps`` gradient steps on the support set."""
-    params = parameters(model)
+def _capped(bits: float) -> float:
+    return bits if math.isfinite(bits) and bits < DIVERGED_BITS else DIVERGED_BITS
+
+
+def adaptation_curve(model: GPT, task: Task, lr: float, steps: int = MAX_STEPS, optimizer: str = "sgd") -> list[float]:
+    """Query loss in bits per character after 0, 1, ..., ``steps`` steps on the support set.
+
+    ``optimizer`` is ``"sgd"`` (plain gradient descent, the inner loop of MAML) or ``"adam"``.
+    The model itself is not changed.
+    """
+    if optimizer not in ("sgd", "adam"):
+        raise ExperimentError(f"unknown optimizer {optimizer!r}; choose sgd or adam")
+    net = copy.deepcopy(model)
+    make = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    opt = make(net.parameters(), lr=lr)
+    (xs, ys), (xq, yq) = task.support_xy, task.query_xy
     curve = []
     for step in range(steps + 1):
         with torch.no_grad():
-            bits = float(window_loss(model, params, task.query)) / math.log(2)
-        curve.append(bits if math.isfinite(bits) and bits < DIVERGED_BITS else DIVERGED_BITS)
-        if step < steps:
-            if curve[-1] >= DIVERGED_BITS:  # blown up: it stays blown up
-                curve.extend([DIVERGED_BITS] * (steps - step))
-                break
-            params = {n: p.detach().requires_grad_() for n, p in sgd_steps(model, params, task.support, lr, 1).items()}
+            curve.append(_capped(float(net(xq, yq)[1]) / LN2))
+        if step == steps:
+            break
+        if curve[-1] >= DIVERGED_BITS:  # blown up: it stays blown up
+            curve.extend([DIVERGED_BITS] * (steps - step))
+            break
+        loss = net(xs, ys)[1]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     return curve
 
 
+def curves(model: GPT, tasks: list[Task], lrs, optimizer: str = "sgd") -> torch.Tensor:
+    """Adaptation curves of every task at every step size: shape (len(lrs), tasks, MAX_STEPS + 1)."""
+    return torch.tensor([[adaptation_curve(model, t, lr, MAX_STEPS, optimizer) for t in tasks] for lr in lrs])
+
+
+def choose(val_curves: torch.Tensor, lrs, budget: int) -> tuple[float, int]:
+    """The step size and step count (at most ``budget``) with the lowest mean validation loss."""
+    means = val_curves[:, :, :budget + 1].mean(1)  # (lrs, steps)
+    index = int(means.argmin())
+    lr_index, steps = divmod(index, budget + 1)
+    return float(lrs[lr_index]), steps
+
+
 def evaluation_tasks(family_name: str, split: str, num_tasks: int) -> list[Task]:
-    """Fixed evaluation tasks: the first ``num_tasks`` dialects or speakers of ``split``."""
+    """Fixed evaluation tasks: the first ``num_tasks`` dialects, ciphers or speakers of ``split``."""
     return make_family(family_name).sample(split, num_tasks, seed=12345, first=0, support=SUPPORT, query=QUERY,
                                            length=WINDOW)
 
 
-def tune_lr(model: GPT, family_name: str, grid=LR_GRID, num_tasks: int = VAL_TASKS) -> float:
-    """The step size from ``grid`` with the lowest mean validation query loss over 1 to 10 steps."""
-    tasks = evaluation_tasks(family_name, "val", num_tasks)
-    scores = {}
-    for lr in grid:
-        curves = torch.tensor([adaptation_curve(model, task, lr) for task in tasks])
-        scores[lr] = float(curves[:, 1:].mean())
-    return min(scores, key=scores.get)
+def bigram_counts(windows: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(V, V) counts of each character ``j`` following ``i`` inside the windows."""
+    pairs = windows[:, :-1].reshape(-1) * vocab_size + windows[:, 1:].reshape(-1)
+    return torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size).double()
+
+
+def bigram_prior(family_name: str, num_tasks: int = PRIOR_TASKS) -> torch.Tensor:
+    """The bigram of the meta-training tasks (support and query), lightly smoothed: rows sum to one."""
+    vocab_size = shared_tokenizer().vocab_size
+    tasks = make_family(family_name).sample("train", num_tasks, seed=777, first=0 if family_name == "dialects" else None,
+                                            support=SUPPORT, query=QUERY, length=WINDOW)
+    counts = sum(bigram_counts(torch.cat([t.support, t.query]), vocab_size) for t in tasks)
+    counts = counts + 1e-3
+    return counts / counts.sum(1, keepdim=True)
+
+
+def count_bits(task: Task, prior: torch.Tensor, concentration: float) -> float:
+    """Query bits per character of the bigram counted from the support set, shrunk towards ``prior``.
+
+    $p(j \\mid i) = (c_{ij} + a\\,\\bar p(j \\mid i)) / (c_i + a)$: the posterior mean of a Dirichlet
+    with concentration $a$ centred on the meta-training bigram, given the support counts $c$.
+    """
+    counts = bigram_counts(task.support, prior.shape[0])
+    probabilities = (counts + concentration * prior) / (counts.sum(1, keepdim=True) + concentration)
+    query = task.query
+    return float(-torch.log2(probabilities[query[:, :-1], query[:, 1:]]).mean())
+
+
+def context_count_bits(window_ids: torch.Tensor, prior: torch.Tensor, concentration: float) -> torch.Tensor:
+    """Per-position bits of a bigram counted from the window's own earlier characters (the in-context ideal).
+
+    ``window_ids`` is (windows, length + 1); returns (length,) mean bits at each position.
+    """
+    vocab_size = prior.shape[0]
+    results = torch.zeros(window_ids.shape[1] - 1, dtype=torch.double)
+    for window in window_ids:
+        counts = torch.zeros(vocab_size, vocab_size, dtype=torch.double)
+        for t in range(window.shape[0] - 1):
+            i, j = int(window[t]), int(window[t + 1])
+            p = (counts[i, j] + concentration * prior[i, j]) / (counts[i].sum() + concentration)
+            results[t] += -math.log2(float(p))
+            counts[i, j] += 1
+    return results / window_ids.shape[0]
+
+
+@torch.no_grad()
+def position_bits(model: GPT, windows: torch.Tensor) -> torch.Tensor:
+    """Per-position bits of the model on windows read with no other context: shape (length,)."""
+    logits, _ = model(windows[:, :-1])
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none")
+    return nll.mean(0).double() / LN2
+
+
+@torch.no_grad()
+def in_context_bits(model: GPT, task: Task) -> float:
+    """Query bits per character with the support text in the context, no gradient step.
+
+    The context holds 64 characters, so each query window is read in two halves: first after
+    the last 32 characters of the support set, then as itself; every query character is then
+    predicted from at least 32 characters of the task's text (a sliding-window evaluation).
+    """
+    half = WINDOW // 2
+    tail = task.support[-1, -half:]
+    total = 0.0
+    for window in task.query:
+        joined = torch.cat([tail, window])  # half + WINDOW + 1 characters
+        first = joined[:WINDOW + 1]
+        logits, _ = model(first[None, :-1])
+        first_nll = torch.nn.functional.cross_entropy(logits[0, half:], first[half + 1:], reduction="sum")
+        logits, _ = model(window[None, :-1])
+        second_nll = torch.nn.functional.cross_entropy(logits[0, half:], window[half + 1:], reduction="sum")
+        total += float(first_nll + second_nll)
+    return total / (task.query.shape[0] * WINDOW) / LN2
 
 
 def confidence_95(values: torch.Tensor) -> float:
-    """Half-width of the normal-approximation 95% interval of the mean of ``values``."""
+    """Half-width of the normal-approximation 95% interval of the mean of ``values`` (nan if fewer than two)."""
     if values.numel() < 2:
         return float("nan")
-    return 1.96 * float(values.std()) / math.sqrt(values.numel())
+    return 1.96 * float(values.double().std()) / math.sqrt(values.numel())
 
 
-def evaluate(families=tuple(FAMILIES), methods=METHODS, seeds=SEEDS, num_tasks: int = TEST_TASKS,
-             val_tasks: int = VAL_TASKS, grid=LR_GRID, directory: pathlib.Path = CHECKPOINTS,
-             progress: bool = True) -> dict:
-    """Query bits per character at each of ``EVAL_STEPS`` for every family and method.
+def summary_row(family_name: str, method: str, steps, per_seed: torch.Tensor, **extra) -> dict:
+    """A results row from per-seed, per-task values of shape (seeds, tasks): the task is the unit."""
+    per_task = per_seed.mean(0)
+    seed_means = per_seed.mean(1)
+    return dict(family=family_name, method=method, steps=steps, bits_per_char=round(float(per_task.mean()), 4),
+                ci95=round(confidence_95(per_task), 4),
+                seed_sd=round(float(seed_means.std()), 4) if per_seed.shape[0] > 1 else None,
+                seeds=per_seed.shape[0], tasks=per_seed.shape[1], **extra)
 
-    For each seed, the method's step size is tuned on validation tasks, then every test task is
-    adapted from the same starting weights. A row's mean and interval pool all tasks and seeds.
-    """
-    rows, lrs = [], {}
-    jobs = [(f, m, s) for f in families for m in methods for s in seeds]
-    curves: dict = {}
-    for family_name, method, seed in tqdm(jobs, desc="evaluating", disable=not progress):
+
+def evaluate_family(family_name: str, seeds=SEEDS, num_tasks: int = TEST_TASKS, val_tasks: int = VAL_TASKS,
+                    directory: pathlib.Path = CHECKPOINTS, progress: bool = True, methods=ADAPTED) -> dict:
+    """Rows, paired differences and per-task values of one family (see the module's docstring)."""
+    test = evaluation_tasks(family_name, "test", num_tasks)
+    val = evaluation_tasks(family_name, "val", val_tasks)
+    per_task: dict[str, dict] = {}  # method -> steps -> (seeds, tasks)
+    settings: dict[str, dict] = {}
+    learning_rates = {}
+
+    # The count-based learner: the concentration is tuned on the validation tasks.
+    prior = bigram_prior(family_name)
+    val_scores = {a: sum(count_bits(t, prior, a) for t in val) / len(val) for a in COUNT_GRID}
+    concentration = min(val_scores, key=val_scores.get)
+    count = torch.tensor([[count_bits(t, prior, concentration) for t in test]] * len(seeds))
+    per_task["count"] = {0: count}
+    settings["count"] = {"concentration": concentration}
+
+    jobs = [(m, s) for m in methods for s in seeds]
+    values: dict = {}
+    for method, seed in tqdm(jobs, desc=f"evaluating {family_name}", disable=not progress):
         model = load(family_name, method, seed, directory)
-        lr = tune_lr(model, family_name, grid, val_tasks) if len(grid) > 1 else grid[0]
-        lrs[f"{family_name}/{method}/seed{seed}"] = lr
-        tasks = evaluation_tasks(family_name, "test", num_tasks)
-        curves[family_name, method, seed] = torch.tensor([adaptation_curve(model, t, lr) for t in tasks])
+        optimizer = "adam" if method == "finetune-adam" else "sgd"
+        grid = ADAM_GRID if optimizer == "adam" else SGD_GRID
+        val_curves = curves(model, val, grid, optimizer)
+        chosen = {k: choose(val_curves, grid, k) for k in REPORT_STEPS}
+        learning_rates[f"{family_name}/{method}/seed{seed}"] = chosen[MAX_STEPS][0]
+        needed = sorted({lr for lr, steps in chosen.values() if steps > 0})
+        if method in ("maml", "pretrain-maml") and INNER_LR not in needed:
+            needed.append(INNER_LR)
+        test_curves = dict(zip(needed, curves(model, test, needed, optimizer))) if needed else {}
+        zero = torch.tensor([adaptation_curve(model, t, 0.0, 0)[0] for t in test])
+        for k, (lr, steps) in chosen.items():
+            values[method, seed, k] = zero if steps == 0 else test_curves[lr][:, steps]
+            settings.setdefault(method, {}).setdefault(str(k), []).append({"seed": seed, "lr": lr, "steps": steps})
+        if method in ("maml", "pretrain-maml"):
+            for k in REPORT_STEPS[1:]:
+                values[f"{method}@alpha", seed, k] = test_curves[INNER_LR][:, k]
+        if method == "finetune":
+            values["in-context", seed, 0] = torch.tensor([in_context_bits(model, t) for t in test])
+        if method == "pretrain-maml":
+            values["pretrain-maml in-context", seed, 0] = torch.tensor([in_context_bits(model, t) for t in test])
+    for (method, seed, k), v in values.items():
+        per_task.setdefault(method, {}).setdefault(k, {})[seed] = v
+    for method, by_steps in per_task.items():
+        for k, by_seed in by_steps.items():
+            if isinstance(by_seed, dict):
+                by_steps[k] = torch.stack([by_seed[s] for s in seeds])
+
+    # References: the oracle (dialects) and the plain text read by the speakers' pretrained model (cipher).
+    if family_name == "dialects":
+        per_task["oracle"] = {None: torch.tensor([[t.oracle_bits for t in test]] * len(seeds))}
+    if family_name == "cipher":
+        plain = []
+        for seed in seeds:
+            reader = load("speakers", "finetune", seed, directory)
+            plain.append(torch.tensor([float(window_loss(reader, dict(reader.named_parameters()), t.plain_query))
+                                       / LN2 for t in test]))
+        per_task["plain-text"] = {None: torch.stack(plain)}
+
+    # The pretrained model at 0 steps, position by position, against counting its own context.
+    windows = torch.cat([t.query for t in test])
+    model_positions = torch.stack([position_bits(load(family_name, "finetune", s, directory), windows)
+                                   for s in seeds]).mean(0)
+    count_positions = context_count_bits(windows, prior, concentration)
+
+    rows, paired = [], []
+    for method, by_steps in per_task.items():
+        for k, per_seed in by_steps.items():
+            extra = {}
+            if method in settings and str(k) in settings[method]:
+                extra["chosen"] = settings[method][str(k)]
+            rows.append(summary_row(family_name, method, k, per_seed, **extra))
+    for method, by_steps in per_task.items():
+        if method in ("finetune", "oracle", "plain-text"):
+            continue
+        for k in REPORT_STEPS:
+            per_seed = by_steps.get(k, by_steps.get(0))
+            if per_seed is None or k not in per_task["finetune"]:
+                continue
+            diff = per_seed.mean(0) - per_task["finetune"][k].mean(0)
+            paired.append(dict(family=family_name, method=method, steps=k,
+                               diff_vs_finetune=round(float(diff.mean()), 4), ci95=round(confidence_95(diff), 4)))
+    per_task_lists = {m: {str(k): [[round(float(x), 4) for x in row] for row in v] for k, v in by.items()}
+                      for m, by in per_task.items()}
+    return {"results": rows, "paired": paired, "learning_rates": learning_rates, "count_concentration": concentration,
+            "positions": {"model": [round(float(x), 4) for x in model_positions],
+                          "count": [round(float(x), 4) for x in count_positions]},
+            "per_task": per_task_lists}
+
+
+def evaluate(families=tuple(FAMILIES), seeds=SEEDS, num_tasks: int = TEST_TASKS, val_tasks: int = VAL_TASKS,
+             directory: pathlib.Path = CHECKPOINTS, progress: bool = True) -> dict:
+    """Every family's evaluation, merged into one results dict."""
+    merged = {"results": [], "paired": [], "learning_rates": {}, "count_concentration": {}, "positions": {},
+              "per_task": {}}
     for family_name in families:
-        tasks = evaluation_tasks(family_name, "test", num_tasks)
-        oracle = [t.oracle_bits for t in tasks]
-        for method in methods:
-            stacked = torch.stack([curves[family_name, method, s] for s in seeds])  # (seeds, tasks, steps + 1)
-            for steps in EVAL_STEPS:
-                values = stacked[:, :, steps].flatten()
-                rows.append(dict(family=family_name, method=method, steps=steps,
-                                 bits_per_char=round(float(values.mean()), 4), ci95=round(confidence_95(values), 4),
-                                 seeds=len(seeds), tasks=len(tasks)))
-        if all(o is not None for o in oracle):
-            values = torch.tensor(oracle)
-            rows.append(dict(family=family_name, method="oracle", steps=None,
-                             bits_per_char=round(float(values.mean()), 4), ci95=round(confidence_95(values), 4),
-                             seeds=len(seeds), tasks=len(tasks)))
-    return {"results": rows, "learning_rates": lrs}
+        part = evaluate_family(family_name, seeds, num_tasks, val_tasks, directory, progress)
+        merged["results"] += part["results"]
+        merged["paired"] += part["paired"]
+        merged["learning_rates"].update(part["learning_rates"])
+        merged["count_concentration"][family_name] = part["count_concentration"]
+        merged["positions"][family_name] = part["positions"]
+        merged["per_task"][family_name] = part["per_task"]
+    return merged
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """``new`` with the families it does not hold taken from ``old``."""
+    families = {row["family"] for row in new["results"]}
+    merged = copy.deepcopy(new)
+    merged["results"] = [r for r in old.get("results", []) if r["family"] not in families] + new["results"]
+    merged["paired"] = [r for r in old.get("paired", []) if r["family"] not in families] + new["paired"]
+    for key in ("learning_rates", "count_concentration", "positions", "per_task"):
+        kept = {k: v for k, v in old.get(key, {}).items() if k.split("/")[0] not in families}
+        merged[key] = {**kept, **new[key]}
+    return merged
 
 
 def lookup(results: dict, family_name: str, method: str, steps: int | None) -> dict:
@@ -332,21 +596,30 @@ def lookup(results: dict, family_name: str, method: str, steps: int | None) -> d
     raise ExperimentError(f"no result for {family_name}/{method} at {steps} steps")
 
 
+def paired(results: dict, family_name: str, method: str, steps: int) -> dict:
+    for row in results["paired"]:
+        if (row["family"], row["method"], row["steps"]) == (family_name, method, steps):
+            return row
+    raise ExperimentError(f"no paired difference for {family_name}/{method} at {steps} steps")
+
+
 def format_table(results: dict) -> str:
-    """A plain-text table: one line per family and method, bits/char +- 95% CI at each step count."""
+    """One block per family: bits/char +- 95% CI (tasks as the unit) at each step budget."""
     lines = []
     families = list(dict.fromkeys(row["family"] for row in results["results"]))
     for family_name in families:
-        lines.append(f"{family_name}: query bits per character (mean +- 95% CI)")
-        lines.append(f"  {'method':<9}" + "".join(f"{f'{s} steps':>16}" for s in EVAL_STEPS))
-        methods = list(dict.fromkeys(r["method"] for r in results["results"] if r["family"] == family_name))
-        for method in methods:
-            if method == "oracle":
-                row = lookup(results, family_name, "oracle", None)
-                lines.append(f"  {'oracle':<9}{row['bits_per_char']:>16.3f}  (entropy rate of the test dialects)")
+        rows = [r for r in results["results"] if r["family"] == family_name]
+        lines.append(f"{family_name}: query bits per character, mean +- 95% CI over {rows[0]['tasks']} test tasks")
+        lines.append(f"  {'method':<25}" + "".join(f"{f'<= {s} steps':>15}" for s in REPORT_STEPS))
+        for method in dict.fromkeys(r["method"] for r in rows):
+            cells = {r["steps"]: r for r in rows if r["method"] == method}
+            if set(cells) <= {0, None}:
+                cell = next(iter(cells.values()))
+                lines.append(f"  {method:<25}{cell['bits_per_char']:>9.3f} +-{cell['ci95']:.3f}  (no gradient step)")
                 continue
-            cells = [lookup(results, family_name, method, s) for s in EVAL_STEPS]
-            lines.append(f"  {method:<9}" + "".join(f"{c['bits_per_char']:>9.3f} +-{c['ci95']:.3f}" for c in cells))
+            text = "".join(f"{cells[s]['bits_per_char']:>9.3f} +-{cells[s]['ci95']:.3f}" if s in cells
+                           else f"{'':>15}" for s in REPORT_STEPS)
+            lines.append(f"  {method:<25}" + text)
     return "\n".join(lines)
 
 
@@ -372,52 +645,63 @@ def _seed(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m book.experiments.metagpt", description=__doc__.splitlines()[0])
-    parser.add_argument("--train", action="store_true", help="meta-train the methods before evaluating")
+    parser.add_argument("--train", action="store_true",
+                        help="train before evaluating: 'finetune' also makes 'pretrain-maml' from the same run")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["finetune", "maml"], choices=["finetune", "maml"],
+                        help="runs to train with --train")
     parser.add_argument("--seeds", nargs="+", type=_seed, default=list(SEEDS))
-    parser.add_argument("--iterations", type=_positive, default=ITERATIONS, help="meta-iterations per run")
+    parser.add_argument("--budget", type=_seconds, default=None,
+                        help="wall-clock seconds per run (default: the family's, see BUDGET_SECONDS)")
     parser.add_argument("--tasks", type=_positive, default=TEST_TASKS, help="test tasks per family")
-    parser.add_argument("--val-tasks", type=_positive, default=VAL_TASKS, help="validation tasks to tune step sizes")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="use this adaptation step size for every method instead of tuning one (fast)")
+    parser.add_argument("--val-tasks", type=_positive, default=VAL_TASKS, help="validation tasks for tuning")
     parser.add_argument("--checkpoints", type=pathlib.Path, default=CHECKPOINTS, help="weights directory")
     parser.add_argument("--save-results", action="store_true", help="write results.json beside the checkpoints")
+    parser.add_argument("--no-eval", action="store_true", help="with --train: train only")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(1)  # tiny matrices: threads cost more than they give
+    torch.set_num_threads(1)  # small matrices: one thread per process, and processes side by side
     progress = not args.quiet
     try:
         if args.train:
             for family_name in args.families:
-                for method in [m for m in args.methods if m in TRAINED]:
-                    for seed in args.seeds:
-                        model, record = train(family_name, method, seed, args.iterations, progress)
-                        save(model, record, args.checkpoints)
-                        print(f"trained {family_name} {method} seed {seed}: {record['seconds']:.0f} s",
-                              file=sys.stderr)
-        grid = (args.lr,) if args.lr is not None else LR_GRID
+                for seed in args.seeds:
+                    for method in args.methods:
+                        runs = (train_pretrained if method == "finetune" else train_maml)(
+                            family_name, seed, args.budget, progress=progress)
+                        for model, record in runs:
+                            save(model, record, args.checkpoints)
+                            print(f"trained {family_name} {record['method']} seed {seed}: {record['iterations']} "
+                                  f"iterations in {record['budget_seconds']:.0f} s", file=sys.stderr)
+            if args.no_eval:
+                return 0
         started = time.perf_counter()
-        results = evaluate(args.families, args.methods, args.seeds, args.tasks, args.val_tasks, grid,
-                           args.checkpoints, progress)
+        results = evaluate(args.families, args.seeds, args.tasks, args.val_tasks, args.checkpoints, progress)
         results["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.save_results:
-        (pathlib.Path(args.checkpoints) / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        path = pathlib.Path(args.checkpoints) / "results.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps(merge_results(old, results)) + "\n")
+    shown = {k: v for k, v in results.items() if k != "per_task"}
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(shown))
     else:
         print(format_table(results))
     return 0

@@ -280,6 +280,41 @@ def evaluate(directory: pathlib.Path = CHECKPOINTS, num_tasks: int = TEST_TASKS,
     return rows, finetune_lr
 
 
+SEED_METHODS = ("maml", "pretrained")  # the headline pair, trained with every seed
+
+
+def seed_directory(seed: int, directory: pathlib.Path = CHECKPOINTS) -> pathlib.Path:
+    """Where seed ``seed``'s networks live: the top level for seed 0, ``seedN/`` for the others."""
+    return pathlib.Path(directory) if seed == 0 else pathlib.Path(directory) / f"seed{seed}"
+
+
+def seed_summary(seeds=(0, 1, 2), k: int = 10, shown_steps=(0, 1, 10), directory: pathlib.Path = CHECKPOINTS,
+                 num_tasks: int = TEST_TASKS) -> dict:
+    """The headline (MAML against the pretrained network at K = ``k``) for every seed, and its mean.
+
+    Each seed's networks are evaluated on the same test tasks, the pretrained network with its
+    step size tuned on the validation tasks; the mean over seeds is the headline, and the
+    seed-to-seed standard deviation says how much one training run can move it.
+    """
+    batches, _ = test_tasks(num_tasks, (k,))
+    per_seed = []
+    for seed in seeds:
+        folder = seed_directory(seed, directory)
+        networks = {m: load_network(m, folder) for m in SEED_METHODS}
+        lr = tune_finetune_lr(networks["pretrained"], k)
+        entry = {"seed": seed, "pretrained_lr": lr,
+                 "iterations": {m: load_record(m, folder)["iterations"] for m in SEED_METHODS}}
+        for method, network in networks.items():
+            curves = mse_curves(network, batches[k], lr if method == "pretrained" else INNER_LR, max(shown_steps))
+            entry[method] = {str(s): round(float(curves[:, s].mean()), 4) for s in shown_steps}
+        per_seed.append(entry)
+    mean = {m: {str(s): round(sum(e[m][str(s)] for e in per_seed) / len(per_seed), 4) for s in shown_steps}
+            for m in SEED_METHODS}
+    spread = {m: {str(s): round(float(torch.tensor([e[m][str(s)] for e in per_seed]).std()), 4)
+                  for s in shown_steps} for m in SEED_METHODS}
+    return {"K": k, "test_tasks": num_tasks, "seeds": per_seed, "mean": mean, "seed_sd": spread}
+
+
 def lookup(rows, k: int, method: str, steps: int) -> dict:
     """The result row for (K, method, steps)."""
     for row in rows:
@@ -311,6 +346,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to train")
     parser.add_argument("--iterations", type=int, default=ITERATIONS, help="meta-iterations per method")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="with --train: the training seed; seeds other than 0 are saved under seedN/")
+    parser.add_argument("--seed-summary", action="store_true",
+                        help="write seeds.json: the K = 10 headline for seeds 0, 1 and 2 and its mean")
     parser.add_argument("--tasks", type=int, default=TEST_TASKS, help="number of test tasks")
     parser.add_argument("--checkpoints", type=pathlib.Path, default=CHECKPOINTS, help="weights directory")
     parser.add_argument("--save-results", action="store_true",
@@ -318,6 +357,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.tasks < 2:
         parser.error("--tasks must be at least 2 (a confidence interval needs two tasks)")
+    if args.iterations < 1:
+        parser.error(f"--iterations must be at least 1, got {args.iterations}")
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on a shared CPU
     try:
@@ -328,6 +371,16 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     try:
+        if args.train and args.seed != 0:
+            for method in args.methods:
+                network, record = train(method, args.iterations, seed=args.seed, progress=not args.json)
+                save_checkpoint(network, record, seed_directory(args.seed, args.checkpoints))
+            return 0
+        if args.seed_summary:
+            summary = seed_summary(directory=args.checkpoints)
+            (args.checkpoints / "seeds.json").write_text(json.dumps(summary, indent=1) + "\n")
+            print(json.dumps(summary["mean"]))
+            return 0
         if args.train:
             for method in args.methods:
                 network, record = train(method, args.iterations, progress=not args.json)
