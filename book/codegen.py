@@ -25,6 +25,7 @@ from book.applications import (TaskError, common_prefix_length, exact_match, fin
                                save_results)
 from book.data import CodeCorpus, load_code_corpus, split_text
 from book.model import GPT
+from book.paths import unwritable_reason
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CODE_CHECKPOINT = ROOT / "checkpoints" / "stdlib-code"
@@ -239,6 +240,12 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=_positive(float), nargs="+", default=sorted({r for _, r in ADAPTATION_SETTINGS}),
                         help="learning rates to try")
     args = parser.parse_args(argv)
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        parser.error(f"--out {out} is a folder; give the JSON file to write, e.g. {out / 'code.json'}")
+    reason = unwritable_reason(out.parent)
+    if reason:
+        parser.error(f"--out {out} cannot be written ({reason})")
     try:
         results = adaptation_experiment(args.checkpoint, settings=tuple(itertools.product(args.steps, args.lr)))
     except ValueError as error:

@@ -1,6 +1,9 @@
-"""Hugging Face interop: export a book checkpoint as a ``transformers`` GPT-2 model.
+"""Hugging Face interop: a book checkpoint as a ``transformers`` GPT-2 model, and back.
 
     python -m book.hf export --checkpoint checkpoints/shakespeare-char --out /tmp/hf-shakespeare
+
+    >>> from transformers import GPT2LMHeadModel
+    >>> model = from_gpt2(GPT2LMHeadModel.from_pretrained(folder))   # any GPT-2, into book.model
 
 The book's GPT is GPT-2's architecture at a smaller size: learned positions, pre-LayerNorm
 blocks, an MLP four times wider with GELU, a final LayerNorm and an output layer tied to the
@@ -9,8 +12,9 @@ token embedding. So the export is a renaming of weights, with three details:
 * GPT-2 stores its linear layers as ``Conv1D`` modules whose weight is ``(in, out)``, the
   transpose of ``nn.Linear``'s ``(out, in)``;
 * GPT-2 always has biases; a model trained with ``bias=False`` exports zero biases;
-* the book uses the exact GELU (``nn.GELU()``), which ``transformers`` calls ``"gelu"``
-  (GPT-2's own ``"gelu_new"`` is the tanh approximation).
+* the book's models use the exact GELU, which ``transformers`` calls ``"gelu"``; GPT-2's own
+  ``"gelu_new"`` is the tanh approximation, which ``GPTConfig(activation="gelu_new")`` selects,
+  so that an imported GPT-2 computes exactly what it computed in ``transformers``.
 
 The tokenizer is a ``tokenizers`` BPE model with one token per character and no merges, saved as
 a ``PreTrainedTokenizerFast``: the folder then loads with ``AutoTokenizer`` and
@@ -24,7 +28,7 @@ import sys
 
 import torch
 
-from book.model import GPT
+from book.model import ACTIVATIONS, GPT, GPTConfig
 from book.tokenize import CharTokenizer
 
 
@@ -40,7 +44,7 @@ def gpt2_config(model: GPT):
     return GPT2Config(
         vocab_size=config.vocab_size, n_positions=config.context_length, n_embd=config.d_model,
         n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.d_model,
-        activation_function="gelu", layer_norm_epsilon=1e-5,
+        activation_function=config.activation, layer_norm_epsilon=1e-5,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         tie_word_embeddings=True,
         # A character model has no end-of-text token: generation runs to the length asked for.
@@ -71,6 +75,41 @@ def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
             out[f"transformer.h.{layer}.{theirs}.weight"] = weight.t() if transpose else weight
             out[f"transformer.h.{layer}.{theirs}.bias"] = bias(f"blocks.{layer}.{ours}.bias", size)
     return {name: tensor.contiguous().clone() for name, tensor in out.items()}
+
+
+GPT2_PAIRS = [("ln_1", "ln_1", False), ("attn.qkv", "attn.c_attn", True), ("attn.proj", "attn.c_proj", True),
+              ("ln_2", "ln_2", False), ("mlp.fc", "mlp.c_fc", True), ("mlp.proj", "mlp.c_proj", True)]
+
+
+def from_gpt2(hf_model) -> GPT:
+    """A book :class:`~book.model.GPT` computing the same function as a ``transformers`` GPT-2."""
+    config = hf_model.config
+    if config.model_type != "gpt2":
+        raise ExportError(f"only GPT-2 models can be imported, not {config.model_type!r}")
+    if config.activation_function not in ACTIVATIONS:
+        raise ExportError(f"GPT-2 with activation {config.activation_function!r} cannot be imported; "
+                          f"the book's model has {', '.join(ACTIVATIONS)}")
+    if config.n_inner not in (None, 4 * config.n_embd):
+        raise ExportError(f"the MLP is {config.n_inner} wide; the book's model is four times n_embd")
+    if abs(config.layer_norm_epsilon - 1e-5) > 1e-12:
+        raise ExportError(f"layer_norm_epsilon is {config.layer_norm_epsilon}; the book's LayerNorms use 1e-5")
+    model = GPT(GPTConfig(vocab_size=config.vocab_size, context_length=config.n_positions, n_layer=config.n_layer,
+                          n_head=config.n_head, d_model=config.n_embd, activation=config.activation_function))
+    theirs = {name: tensor.detach() for name, tensor in hf_model.state_dict().items()}
+    weights = {"token_embedding.weight": theirs["transformer.wte.weight"],
+               "position_embedding.weight": theirs["transformer.wpe.weight"],
+               "ln_f.weight": theirs["transformer.ln_f.weight"], "ln_f.bias": theirs["transformer.ln_f.bias"]}
+    for layer in range(config.n_layer):
+        for ours, name, transpose in GPT2_PAIRS:
+            weight = theirs[f"transformer.h.{layer}.{name}.weight"]
+            weights[f"blocks.{layer}.{ours}.weight"] = weight.t() if transpose else weight
+            weights[f"blocks.{layer}.{ours}.bias"] = theirs[f"transformer.h.{layer}.{name}.bias"]
+    missing, unexpected = model.load_state_dict({k: v.float().contiguous() for k, v in weights.items()},
+                                                strict=False)
+    if [name for name in missing if name != "lm_head.weight"] or unexpected:
+        raise ExportError(f"GPT-2 weights do not map onto the book's model: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
+    return model.eval()
 
 
 def to_gpt2(model: GPT):

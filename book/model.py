@@ -27,6 +27,9 @@ class ModelError(ValueError):
     """The model cannot be built or run as asked (a bad config, an input that does not fit)."""
 
 
+ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh"}  # name -> nn.GELU's ``approximate``
+
+
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int
@@ -36,6 +39,7 @@ class GPTConfig:
     d_model: int = 128  # width of the residual stream; each head gets d_model // n_head
     dropout: float = 0.0
     bias: bool = True  # biases in the linear layers and LayerNorms
+    activation: str = "gelu"  # the MLP's: exact GELU, or "gelu_new", GPT-2's tanh approximation
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "d_model"):
@@ -46,6 +50,8 @@ class GPTConfig:
             raise ModelError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         if not 0 <= self.dropout < 1:
             raise ModelError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ACTIVATIONS:
+            raise ModelError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
 
     @property
     def head_size(self) -> int:
@@ -144,7 +150,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.fc = nn.Linear(config.d_model, 4 * config.d_model, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate=ACTIVATIONS[config.activation])
         self.proj = nn.Linear(4 * config.d_model, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

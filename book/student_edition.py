@@ -19,7 +19,8 @@ import sys
 
 import nbformat
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from book.paths import ROOT, unwritable_reason
+
 SOLUTION_TAG = "solution"
 ANSWER_TAG = "answer"
 ANSWER_PLACEHOLDER = "*Your answer:* write it here, in a few sentences."
@@ -118,13 +119,9 @@ def write_edition(out: pathlib.Path, chapters: pathlib.Path = ROOT / "chapters",
     if existing and not force:
         raise StudentEditionError(f"{out} already holds {len(existing)} student notebooks (e.g. {existing[0]}), "
                                   f"perhaps with a student's answers; pass --force to overwrite them")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise StudentEditionError(f"{out} cannot be written ({error.strerror or error})") from None
+    reason = unwritable_reason(out)
+    if reason:
+        raise StudentEditionError(f"{out} cannot be written ({reason})")
     counts = {}
     for path in sorted(chapters.glob("*.ipynb")):
         notebook, stubs = student_notebook(nbformat.read(path, as_version=4))

@@ -35,6 +35,7 @@ from book.checkpoint import META_FILE, CheckpointError, load_checkpoint, load_tr
 from book import distributed
 from book.data import DataError, load_code_corpus, load_corpus, load_text_file, split_text
 from book.model import GPT, GPTConfig, ModelError
+from book.paths import unwritable_reason
 from book.presets import PRESETS, get_preset
 from book.tokenize import CharTokenizer, UnknownCharacterError
 from book.training import TrainingError, estimate_loss, make_optimizer, train
@@ -48,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m book.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True,
                         help="a UTF-8 text file, 'corpus' for the book's Shakespeare or 'stdlib' for its Python code")
-    parser.add_argument("--preset", default="nanogpt-cpu", choices=sorted(PRESETS), help="model size and budget")
+    parser.add_argument("--preset", default="nanogpt-cpu", choices=sorted(PRESETS),
+                        help="model size and budget: " + "; ".join(f"{name}: {preset.description}"
+                                                                     for name, preset in sorted(PRESETS.items())))
     parser.add_argument("--out", required=True, help="folder for the checkpoint")
     parser.add_argument("--iters", type=int, help="number of optimisation steps (default: the preset's)")
     parser.add_argument("--seed", type=int, help="random seed for initialisation and batches")
@@ -97,13 +100,9 @@ def check_output(out: pathlib.Path, *, resume: bool, force: bool) -> None:
     if holds_checkpoint and not resume and not force:
         raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it or --force to "
                          f"replace it")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"--out {out} cannot be written ({error.strerror or error})") from None
+    reason = unwritable_reason(out)
+    if reason:
+        raise UsageError(f"--out {out} cannot be written ({reason})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,6 +186,12 @@ def _run(args: argparse.Namespace, preset, process: distributed.Process, device:
     })
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     earlier = history
+    if process.is_main:
+        tokens_per_step = train_config.batch_size * context
+        print(f"training on {source}: {len(train_text):,} characters ({len(val_text):,} held out), vocabulary "
+              f"{tokenizer.vocab_size}; {model.num_parameters():,} parameters; {tokens_per_step:,} tokens per "
+              f"step, {start_step} -> {train_config.max_steps} steps; device {device}, "
+              f"{torch.get_num_threads()} threads, {process.world_size} process(es)", flush=True)
     started = time.perf_counter()
 
     if process.distributed:

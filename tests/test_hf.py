@@ -124,3 +124,34 @@ def test_force_overwrites(tmp_path):
         export(tmp_path / "ck", out)
     export(tmp_path / "ck", out, force=True)
     assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_a_transformers_gpt2_imports_with_identical_logits_and_text(activation):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from book.generate import generate
+    from book.hf import from_gpt2
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50, n_positions=32, n_embd=24, n_layer=2, n_head=3,
+                        activation_function=activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    theirs = GPT2LMHeadModel(config).eval()
+    ours = from_gpt2(theirs)
+    assert ours.config.activation == activation
+    ids = torch.randint(0, 50, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids)[0], theirs(ids).logits, atol=1e-5, rtol=1e-5)
+    prompt = ids[0, :5]
+    expected = theirs.generate(prompt[None], max_new_tokens=12, do_sample=False, pad_token_id=0)[0]
+    assert torch.equal(generate(ours, prompt, max_new_tokens=12, do_sample=False), expected)
+
+
+def test_gpt2_import_refuses_what_the_book_model_cannot_compute():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from book.hf import ExportError, from_gpt2
+
+    config = GPT2Config(vocab_size=20, n_positions=8, n_embd=8, n_layer=1, n_head=2, activation_function="relu")
+    with pytest.raises(ExportError, match="activation 'relu'"):
+        from_gpt2(GPT2LMHeadModel(config))

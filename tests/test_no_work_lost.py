@@ -1,36 +1,17 @@
 """The commands never lose work and fail with one clear line: overwrites, interrupted saves, bad settings."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from book.checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from book.distributed import DistributedError, resolve_device
 from book.model import GPT
 from book.tokenize import CharTokenizer
 from book.training import make_optimizer
-
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 30
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120,
-                          env={"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-
-
-def assert_clean_error(result, *fragments):
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
+from test_cli import TEXT, assert_clean_error, run
 
 def snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else None
@@ -180,3 +161,17 @@ def test_sinusoid_rejects_zero_iterations():
     result = run("book.experiments.sinusoid", "--train", "--iterations", "0")
     assert result.returncode == 2 and "--iterations must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_codegen_checks_its_output_before_the_experiment(tmp_path):
+    result = run("book.codegen", "--out", str(tmp_path))
+    assert result.returncode == 2 and "is a folder" in result.stderr and "Traceback" not in result.stderr
+    result = run("book.codegen", "--out", "/proc/no-such-dir/code.json")
+    assert result.returncode == 2 and "cannot be written" in result.stderr
+
+
+def test_train_prints_what_it_is_about_to_do(trained, tmp_path):
+    data, _ = trained
+    result = run("book.train", "--data", str(data), "--preset", "tiny", "--iters", "2", "--out", str(tmp_path / "m"))
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("training on richard.txt:") and "parameters" in first and "device cpu" in first
