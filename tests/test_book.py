@@ -52,3 +52,17 @@ def test_notebook_pages_launch_on_colab_and_binder_without_showing_the_setup_cel
     assert f"https://colab.research.google.com/github/{repository}/blob/main/{name}.ipynb" in html
     assert f"https://mybinder.org/v2/gh/{repository}/main?urlpath=lab/tree/{name}.ipynb" in html
     assert "google.colab" not in html, "the Colab setup cell is for notebooks, not for the book's pages"
+
+
+@pytest.mark.parametrize("name", [n for n in toc_files() if (ROOT / f"{n}.ipynb").exists()])
+def test_tool_markers_stay_in_the_notebooks_but_not_on_the_pages(built_book, name):
+    html = (built_book / f"{name}.html").read_text(encoding="utf-8")
+    for marker in ("NBVAL_IGNORE_OUTPUT", "#| export"):
+        assert marker not in html, f"{name} shows the tool marker {marker!r} to readers"
+
+
+def test_reader_source_drops_only_marker_lines():
+    from book.sphinx_markers import reader_source
+
+    assert reader_source("# NBVAL_IGNORE_OUTPUT\nx = 1\n# a comment") == "x = 1\n# a comment"
+    assert reader_source("#| export book.loss\n\ndef f():\n    pass") == "def f():\n    pass"

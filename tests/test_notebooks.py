@@ -99,3 +99,25 @@ def test_has_summary_and_checked_exercises(path):
         assert "hide-cell" in cell["metadata"]["tags"], "solutions are hidden in the book (tag: hide-cell)"
     for cell in checks:
         assert output_text(cell).startswith(PASSED), f"exercise check does not pass: {output_text(cell)!r}"
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS[0].parent.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_name_their_kernel_and_store_one_stream_per_channel(path):
+    import nbformat
+
+    from book.tooling.normalize import normalize
+
+    notebook = nbformat.read(path, as_version=4)
+    assert not normalize(notebook), f"{path.name}: run python -m book.tooling.normalize"
+
+
+def test_normalize_merges_adjacent_streams_of_one_channel():
+    from book.tooling.normalize import merged_streams
+
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "a\n"},
+               {"output_type": "stream", "name": "stdout", "text": ["b\n"]},
+               {"output_type": "stream", "name": "stderr", "text": "c\n"},
+               {"output_type": "stream", "name": "stdout", "text": "d\n"}]
+    merged = merged_streams(outputs)
+    assert [(o["name"], "".join(o["text"])) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "c\n"),
+                                                                  ("stdout", "d\n")]
