@@ -137,6 +137,7 @@ class AttentionView:
         causal: whether positions after the query are masked (shown hatched, unlike a
             weight of zero). ``None`` (the default) decides from the data: the attention
             is causal when every weight above the diagonal is exactly zero.
+        layer, head: the layer and head the view opens on (where the text points).
 
     Raises:
         ValueError: naming the problem, for a wrong rank, maps that are not T x T, a token
@@ -144,9 +145,14 @@ class AttentionView:
             probability distributions.
     """
 
-    def __init__(self, attention, tokens: Sequence[str], title: str | None = None, *, causal: bool | None = None):
+    def __init__(self, attention, tokens: Sequence[str], title: str | None = None, *, causal: bool | None = None,
+                 layer: int = 0, head: int = 0):
         array = _check_attention(_to_array(attention))
         self.layers, self.heads, self.length = array.shape[0], array.shape[1], array.shape[2]
+        for name, value, count in (("layer", layer, self.layers), ("head", head, self.heads)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < count:
+                raise ValueError(f"{name} must be an integer from 0 to {count - 1}, got {value!r}")
+        self.start = {"layer": layer, "head": head}
         self.tokens = _check_tokens(tokens, self.length)
         if title is not None and not isinstance(title, str):
             raise ValueError(f"title must be a string or None, not {type(title).__name__}")
@@ -180,7 +186,7 @@ class AttentionView:
             data = self._bytes[:, :, rows, cols]
         else:
             data = self._bytes
-        return {
+        payload = {
             "version": 1,
             "layers": self.layers,
             "heads": self.heads,
@@ -189,10 +195,16 @@ class AttentionView:
             "scale": QUANTISATION_LEVELS,
             "weights": base64.b64encode(np.ascontiguousarray(data).tobytes()).decode("ascii"),
         }
+        if self.start != {"layer": 0, "head": 0}:  # the front end opens on layer 0, head 0 otherwise
+            payload["start"] = dict(self.start)
+        return payload
 
     def _digest(self) -> str:
         digest = hashlib.sha256()
-        digest.update(json.dumps([self.tokens, self.title, self.causal, self.shape]).encode("utf-8"))
+        described = [self.tokens, self.title, self.causal, self.shape]
+        if self.start != {"layer": 0, "head": 0}:
+            described.append(self.start)
+        digest.update(json.dumps(described).encode("utf-8"))
         digest.update(self._bytes.tobytes())
         return digest.hexdigest()[:12]
 
@@ -377,7 +389,8 @@ _JS = r"""
     return e;
   }
 
-  var state = { layer: 0, head: 0, all: false, dir: "to", pinned: T - 1, hover: null };
+  var start = spec.start || { layer: 0, head: 0 };
+  var state = { layer: start.layer, head: start.head, all: false, dir: "to", pinned: T - 1, hover: null };
 
   // Controls: layer, head (or all heads), and the direction of reading.
   var controls = el("div", "av-controls");

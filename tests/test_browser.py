@@ -213,14 +213,17 @@ def test_hover_highlights_the_embedded_weights(built_book, visit):
             payload, element_id = view["payload"], view["id"]
             length = len(payload["tokens"])
             weights = decode_weights(payload, length)
+            start = payload.get("start", {"layer": 0, "head": 0})  # where the view opens
+            layer, head = start["layer"], start["head"]
             tokens = opened.view(element_id).locator(".av-token")
             for direction in ("to", "from"):
                 opened.view(element_id).locator(f'button[data-direction="{direction}"]').click()
                 for query in sample_positions(length, every_up_to=12 if direction == "to" else 0):
                     tokens.nth(query).hover()
-                    assert opened.state(element_id) == {"layer": "0", "head": "0", "query": query, "direction": direction}
+                    assert opened.state(element_id) == {"layer": str(layer), "head": str(head), "query": query,
+                                                        "direction": direction}
                     chips = opened.chips(element_id)
-                    values, masked = expected_row(weights, 0, 0, query, direction)
+                    values, masked = expected_row(weights, layer, head, query, direction)
                     np.testing.assert_array_equal([c["weight"] for c in chips], values,
                                                   err_msg=f"{path} {element_id} token {query} ({direction})")
                     assert [c["masked"] for c in chips] == (masked if payload["causal"] else [False] * length)

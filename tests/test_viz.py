@@ -223,3 +223,13 @@ def test_front_end_code_can_be_normalised_for_nbval():
     normalised = style.sub("<style>S</style>", script.sub("<script>J</script>", page))
     assert "textContent" not in normalised and "av-token" not in normalised
     assert embedded_payload(normalised) == embedded_payload(page)
+
+
+def test_the_view_opens_on_the_layer_and_head_asked_for():
+    default = embedded_payload(AttentionView(causal_attention(), tokens_for(5))._repr_html_())
+    assert "start" not in default  # the front end's own default: layer 0, head 0
+    page = AttentionView(causal_attention(), tokens_for(5), layer=1, head=2)._repr_html_()
+    assert embedded_payload(page)["start"] == {"layer": 1, "head": 2}
+    for bad in ({"layer": 2}, {"head": 3}, {"layer": -1}, {"head": 1.0}):
+        with pytest.raises(ValueError, match="must be an integer from 0 to"):
+            AttentionView(causal_attention(), tokens_for(5), **bad)
