@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import math
 import pathlib
@@ -583,10 +584,23 @@ def merge_results(old: dict, new: dict) -> dict:
     merged = copy.deepcopy(new)
     merged["results"] = [r for r in old.get("results", []) if r["family"] not in families] + new["results"]
     merged["paired"] = [r for r in old.get("paired", []) if r["family"] not in families] + new["paired"]
-    for key in ("learning_rates", "count_concentration", "positions", "per_task"):
-        kept = {k: v for k, v in old.get(key, {}).items() if k.split("/")[0] not in families}
-        merged[key] = {**kept, **new[key]}
+    for key in ("learning_rates", "count_concentration", "positions", "per_task", "evaluation_seconds"):
+        kept = {k: v for k, v in old.get(key, {}).items() if not families & set(k.replace("+", "/").split("/"))}
+        merged[key] = {**kept, **new.get(key, {})}
     return merged
+
+
+def save_results(results: dict, path: pathlib.Path) -> None:
+    """Merge ``results`` into the results file; families evaluated by processes side by side do not clash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # held until the merged file is written
+        handle.seek(0)
+        text = handle.read()
+        old = json.loads(text) if text.strip() else {}
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(merge_results(old, results)) + "\n")
+        temporary.replace(path)
 
 
 def lookup(results: dict, family_name: str, method: str, steps: int | None) -> dict:
@@ -691,14 +705,12 @@ def main(argv=None) -> int:
                 return 0
         started = time.perf_counter()
         results = evaluate(args.families, args.seeds, args.tasks, args.val_tasks, args.checkpoints, progress)
-        results["evaluation_seconds"] = round(time.perf_counter() - started, 1)
+        results["evaluation_seconds"] = {"+".join(args.families): round(time.perf_counter() - started, 1)}
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.save_results:
-        path = pathlib.Path(args.checkpoints) / "results.json"
-        old = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps(merge_results(old, results)) + "\n")
+        save_results(results, pathlib.Path(args.checkpoints) / "results.json")
     shown = {k: v for k, v in results.items() if k != "per_task"}
     if args.json:
         print(json.dumps(shown))
