@@ -66,3 +66,8 @@ def test_reader_source_drops_only_marker_lines():
 
     assert reader_source("# NBVAL_IGNORE_OUTPUT\nx = 1\n# a comment") == "x = 1\n# a comment"
     assert reader_source("#| export book.loss\n\ndef f():\n    pass") == "def f():\n    pass"
+
+
+def test_hidden_solutions_are_labelled_as_solutions(built_book):
+    html = (built_book / "chapters" / "03_loss.html").read_text(encoding="utf-8")
+    assert "Show the solution" in html

@@ -3,10 +3,11 @@
     python -m book.tooling.normalize           # rewrite the chapters in place
     python -m book.tooling.normalize --check   # fail if one needs it (CI)
 
-Two things: a cell's printed output is stored as one stream per channel, not as several pieces
-(JupyterLab merges the pieces when it saves, and a "Trust, then Save" would then rewrite the
-file with what look like duplicated lines); and every notebook names its kernel, so that it
-opens with Python 3 without asking.
+Three things: a cell's printed output is stored as one stream per channel, not as several
+pieces (JupyterLab merges the pieces when it saves, and a "Trust, then Save" would then rewrite
+the file with what look like duplicated lines); every notebook names its kernel, so that it
+opens with Python 3 without asking; and the book's toggle on an exercise's hidden solution
+says "Show the solution" rather than Jupyter Book's generic "Show code cell content".
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import nbformat
 from book.paths import ROOT
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+SOLUTION_PROMPTS = {"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 
 
 def merged_streams(outputs: list) -> list:
@@ -39,6 +41,9 @@ def normalize(notebook) -> bool:
     changed = notebook.metadata.get("kernelspec") != KERNELSPEC
     notebook.metadata["kernelspec"] = dict(KERNELSPEC)
     for cell in notebook.cells:
+        if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
+            changed |= cell.metadata.get("mystnb") != SOLUTION_PROMPTS
+            cell.metadata["mystnb"] = dict(SOLUTION_PROMPTS)
         if cell.cell_type == "code":
             merged = merged_streams(cell.outputs)
             changed |= len(merged) != len(cell.outputs)
