@@ -28,9 +28,9 @@ from torch.nn import functional as F
 from book.data import Work, split_text
 from book.generate import generate
 from book.model import GPT
+from book.paths import ROOT
 
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINT = ROOT / "checkpoints" / "shakespeare-char"
 TRANSLATION_RESULTS = ROOT / "checkpoints" / "applications" / "translation.json"
 

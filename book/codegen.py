@@ -25,9 +25,8 @@ from book.applications import (TaskError, common_prefix_length, exact_match, fin
                                save_results)
 from book.data import CodeCorpus, load_code_corpus, split_text
 from book.model import GPT
-from book.paths import unwritable_reason
+from book.paths import ROOT, unwritable_reason
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 CODE_CHECKPOINT = ROOT / "checkpoints" / "stdlib-code"
 ADAPTATION_RESULTS = ROOT / "checkpoints" / "applications" / "code.json"
 # There is no separate split to tune on (the query lines are the only lines scored), so every

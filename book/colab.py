@@ -15,7 +15,8 @@ import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from book.paths import ROOT
+
 CHAPTERS = ROOT / "chapters"
 # The same address is `repository.url` in _config.yml (tests/test_colab.py keeps them equal).
 REPOSITORY_URL = "https://github.com/metagpt-from-scratch/metagpt-from-scratch"

@@ -19,7 +19,9 @@ import lzma
 import pathlib
 import re
 
-CORPUS_PATH = pathlib.Path(__file__).resolve().parent.parent / "data" / "shakespeare.json.xz"
+from book.paths import ROOT
+
+CORPUS_PATH = ROOT / "data" / "shakespeare.json.xz"
 CODE_CORPUS_PATH = CORPUS_PATH.with_name("stdlib_code.json.xz")
 HELDOUT_EVERY = 10  # code module i (in name order) is held out when i % HELDOUT_EVERY == HELDOUT_EVERY // 2
 

@@ -18,7 +18,8 @@ import pathlib
 import re
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from book.paths import ROOT
+
 CHAPTERS = ROOT / "chapters"
 EXPORT_MARKER = re.compile(r"^#\|\s*export\s+(book(?:\.[a-z_][a-z0-9_]*)+)\s*$")
 HEADER = "# Generated from {notebook} by `python -m book.sync`: edit the notebook, not this file.\n"

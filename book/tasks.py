@@ -33,6 +33,7 @@ import math
 
 import torch
 
+from book.stats import bits  # noqa: F401  (re-exported: tasks report losses in bits)
 from book.tokenize import CharTokenizer
 
 SPLITS = ("train", "val", "test")
@@ -329,7 +330,3 @@ def family(name: str):
         raise TaskError(f"unknown task family {name!r}; choose one of {', '.join(FAMILIES)}")
     return FAMILIES[name]()
 
-
-def bits(nats: float | torch.Tensor):
-    """A loss in nats (natural log) as bits: divide by ln 2."""
-    return nats / math.log(2)

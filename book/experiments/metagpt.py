@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from book import maml, paths
 from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from book.model import GPT, GPTConfig
+from book.stats import LN2, confidence_95
 from book.tasks import FAMILIES, Task, family as make_family, shared_tokenizer
 from book.training import make_optimizer
 
@@ -85,7 +86,6 @@ PRIOR_TASKS = 1000        # meta-training tasks whose bigram is the count learne
 TEST_TASKS = 128
 VAL_TASKS = 32
 DIVERGED_BITS = 20.0      # a query loss above this (or not finite) counts as a blow-up, capped here
-LN2 = math.log(2)
 
 
 class ExperimentError(ValueError):
@@ -453,13 +453,6 @@ def in_context_bits(model: GPT, task: Task) -> float:
         second_nll = torch.nn.functional.cross_entropy(logits[0, half:], window[half + 1:], reduction="sum")
         total += float(first_nll + second_nll)
     return total / (task.query.shape[0] * WINDOW) / LN2
-
-
-def confidence_95(values: torch.Tensor) -> float:
-    """Half-width of the normal-approximation 95% interval of the mean of ``values`` (nan if fewer than two)."""
-    if values.numel() < 2:
-        return float("nan")
-    return 1.96 * float(values.double().std()) / math.sqrt(values.numel())
 
 
 def summary_row(family_name: str, method: str, steps, per_seed: torch.Tensor, **extra) -> dict:

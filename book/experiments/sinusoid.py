@@ -31,9 +31,10 @@ from torch import nn
 
 from book.maml import (TaskBatch, apply_gradients, finetune_curve, maml_gradient, parameters_of,
                        reptile_gradient)
+from book.paths import CHECKPOINTS as CHECKPOINTS_ROOT
+from book.stats import confidence_95  # noqa: F401  (re-exported: Chapter 5 checks intervals with it)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
-CHECKPOINTS = ROOT / "checkpoints" / "sinusoid"
+CHECKPOINTS = CHECKPOINTS_ROOT / "sinusoid"
 
 AMPLITUDE = (0.1, 5.0)
 PHASE = (0.0, math.pi)
@@ -233,11 +234,6 @@ def tune_finetune_lr(network: nn.Module, shots: int, grid=FINETUNE_LR_GRID, num_
         score = float(mse_curves(network, batches[shots], lr, steps)[:, 1:].mean())
         scores[lr] = score if math.isfinite(score) else math.inf  # a step size that diverges loses
     return min(scores, key=scores.get)
-
-
-def confidence_95(values: torch.Tensor) -> float:
-    """Half-width of the normal-approximation 95% confidence interval of the mean."""
-    return float(1.96 * values.double().std() / math.sqrt(values.numel()))
 
 
 def summarise(mse: torch.Tensor, **keys) -> dict:
