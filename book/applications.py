@@ -28,15 +28,12 @@ from torch.nn import functional as F
 from book.data import Work, split_text
 from book.generate import generate
 from book.model import GPT
+from book.tasks import TaskError
 from book.paths import ROOT
 
 
 SHIPPED_CHECKPOINT = ROOT / "checkpoints" / "shakespeare-char"
 TRANSLATION_RESULTS = ROOT / "checkpoints" / "applications" / "translation.json"
-
-
-class TaskError(ValueError):
-    """A task that cannot be built or scored as asked."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from book.errors import BookError
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
 from book.training import History, TrainConfig
@@ -31,7 +32,7 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 TIED = "lm_head.weight"  # the same tensor as token_embedding.weight
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BookError):
     """A checkpoint that is missing, damaged, or does not fit the model it should hold."""
 
 

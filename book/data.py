@@ -19,6 +19,7 @@ import lzma
 import pathlib
 import re
 
+from book.errors import BookError
 from book.paths import ROOT
 
 CORPUS_PATH = ROOT / "data" / "shakespeare.json.xz"
@@ -26,7 +27,7 @@ CODE_CORPUS_PATH = CORPUS_PATH.with_name("stdlib_code.json.xz")
 HELDOUT_EVERY = 10  # code module i (in name order) is held out when i % HELDOUT_EVERY == HELDOUT_EVERY // 2
 
 
-class DataError(ValueError):
+class DataError(BookError):
     """A text source that cannot be used: missing, empty, not text, or unknown."""
 
 

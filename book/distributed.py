@@ -22,8 +22,10 @@ import os
 import torch
 import torch.distributed as dist
 
+from book.errors import BookError
 
-class DistributedError(RuntimeError):
+
+class DistributedError(BookError, RuntimeError):
     """The processes cannot work together as asked."""
 
 

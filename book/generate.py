@@ -17,10 +17,11 @@ import sys
 import torch
 from torch.nn import functional as F
 
+from book.errors import BookError
 from book.model import GPT, ModelError
 
 
-class GenerationError(ValueError):
+class GenerationError(BookError):
     """Generation settings that make no sense (a negative temperature, top_p above one...)."""
 
 

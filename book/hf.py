@@ -28,11 +28,12 @@ import sys
 
 import torch
 
+from book.errors import BookError
 from book.model import ACTIVATIONS, GPT, GPTConfig
 from book.tokenize import CharTokenizer
 
 
-class ExportError(ValueError):
+class ExportError(BookError):
     """The export cannot be done as asked (an occupied output folder, a missing checkpoint)."""
 
 

@@ -35,12 +35,14 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from book.errors import BookError
+
 Params = Dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ENGINES = ("func", "autograd")
 
 
-class TaskBatchError(ValueError):
+class TaskBatchError(BookError):
     """A batch of tasks whose tensors do not fit together."""
 
 

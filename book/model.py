@@ -22,8 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from book.errors import BookError
 
-class ModelError(ValueError):
+
+class ModelError(BookError):
     """The model cannot be built or run as asked (a bad config, an input that does not fit)."""
 
 

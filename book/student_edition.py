@@ -19,6 +19,7 @@ import sys
 
 import nbformat
 
+from book.errors import BookError
 from book.paths import ROOT, unwritable_reason
 
 SOLUTION_TAG = "solution"
@@ -27,7 +28,7 @@ ANSWER_PLACEHOLDER = "*Your answer:* write it here, in a few sentences."
 HIDDEN_TAGS = {"hide-cell", "hide-input", "hide-output", "remove-cell", "remove-input"}
 
 
-class StudentEditionError(Exception):
+class StudentEditionError(BookError):
     pass
 
 

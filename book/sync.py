@@ -18,6 +18,7 @@ import pathlib
 import re
 import sys
 
+from book.errors import BookError
 from book.paths import ROOT
 
 CHAPTERS = ROOT / "chapters"
@@ -25,7 +26,7 @@ EXPORT_MARKER = re.compile(r"^#\|\s*export\s+(book(?:\.[a-z_][a-z0-9_]*)+)\s*$")
 HEADER = "# Generated from {notebook} by `python -m book.sync`: edit the notebook, not this file.\n"
 
 
-class SyncError(Exception):
+class SyncError(BookError):
     pass
 
 

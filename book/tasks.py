@@ -33,6 +33,7 @@ import math
 
 import torch
 
+from book.errors import BookError
 from book.stats import bits  # noqa: F401  (re-exported: tasks report losses in bits)
 from book.tokenize import CharTokenizer
 
@@ -40,7 +41,7 @@ SPLITS = ("train", "val", "test")
 _SPLIT_OFFSET = {"train": 0, "val": 10**12, "test": 2 * 10**12}  # disjoint task streams per split
 
 
-class TaskError(ValueError):
+class TaskError(BookError):
     """A task or family that cannot be built as asked."""
 
 

@@ -32,6 +32,7 @@ import time
 import torch
 
 from book.checkpoint import META_FILE, CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from book.errors import BookError
 from book import distributed
 from book.data import DataError, load_code_corpus, load_corpus, load_text_file, split_text
 from book.model import GPT, GPTConfig, ModelError
@@ -41,7 +42,7 @@ from book.tokenize import CharTokenizer, UnknownCharacterError
 from book.training import TrainingError, estimate_loss, make_optimizer, train
 
 
-class UsageError(ValueError):
+class UsageError(BookError):
     pass
 
 

@@ -20,9 +20,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from book.distributed import SINGLE, Process, check_batch_size, mean_over_processes, shard
+from book.errors import BookError
 
 
-class TrainingError(ValueError):
+class TrainingError(BookError):
     """Training cannot start: the data or the settings do not fit together."""
 
 

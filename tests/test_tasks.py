@@ -106,3 +106,22 @@ def test_cipher_tasks_permute_letters_of_the_speakers_windows():
     assert not torch.equal(family.substitution("test", 2, 5), family.substitution("test", 2, 6))
     with pytest.raises(TaskError, match="cipher letters"):
         CipherFamily(letters="e")
+
+
+def test_every_area_raises_a_subclass_of_one_base_error():
+    import book.checkpoint
+    import book.data
+    import book.distributed
+    import book.experiments.metagpt
+    import book.generate
+    import book.maml
+    import book.model
+    import book.training
+    from book.errors import BookError
+
+    areas = [book.checkpoint.CheckpointError, book.data.DataError, book.distributed.DistributedError,
+             book.experiments.metagpt.ExperimentError, book.generate.GenerationError, book.maml.TaskBatchError,
+             book.model.ModelError, book.training.TrainingError, TaskError]
+    assert all(issubclass(error, BookError) and issubclass(error, ValueError) for error in areas)
+    with pytest.raises(BookError, match="unknown split"):
+        DialectFamily().sample("dev", 1)

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from book import maml, paths
 from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from book.errors import BookError
 from book.model import GPT, GPTConfig
 from book.stats import LN2, confidence_95
 from book.tasks import FAMILIES, Task, family as make_family, shared_tokenizer
@@ -88,7 +89,7 @@ VAL_TASKS = 32
 DIVERGED_BITS = 20.0      # a query loss above this (or not finite) counts as a blow-up, capped here
 
 
-class ExperimentError(ValueError):
+class ExperimentError(BookError):
     """Settings or checkpoints that this experiment cannot use."""
 
 

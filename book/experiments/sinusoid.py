@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from book.checkpoint import CheckpointError
 from book.maml import (TaskBatch, apply_gradients, finetune_curve, maml_gradient, parameters_of,
                        reptile_gradient)
 from book.paths import CHECKPOINTS as CHECKPOINTS_ROOT
@@ -62,9 +63,6 @@ VALIDATION_SEED = 1000
 DIVERGED = 100.0          # a task's MSE above this (or not finite) means fine-tuning blew up
 FINETUNE_LR_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing or does not fit this experiment."""
 
 
 def make_network() -> nn.Module:
