@@ -85,7 +85,7 @@ ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 COUNT_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 PRIOR_TASKS = 1000        # meta-training tasks whose bigram is the count learner's prior
 TEST_TASKS = 128
-VAL_TASKS = 32
+VAL_TASKS = 16
 DIVERGED_BITS = 20.0      # a query loss above this (or not finite) counts as a blow-up, capped here
 
 
