@@ -40,6 +40,8 @@ def normalize(notebook) -> bool:
     """Normalize ``notebook`` in place; True if anything changed."""
     changed = notebook.metadata.get("kernelspec") != KERNELSPEC
     notebook.metadata["kernelspec"] = dict(KERNELSPEC)
+    # Stored widget state makes the book's page load the widget manager from a CDN.
+    changed |= notebook.metadata.pop("widgets", None) is not None
     for cell in notebook.cells:
         if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
             changed |= cell.metadata.get("mystnb") != SOLUTION_PROMPTS
