@@ -5,6 +5,7 @@ work starts instead of after it.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -18,7 +19,7 @@ def unwritable_reason(folder: pathlib.Path) -> str | None:
         return "it is a file, not a folder"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
+        probe = folder / f".write-test-{os.getpid()}"  # processes side by side (torchrun) each probe their own
         probe.write_text("")
         probe.unlink()
     except OSError as error:
