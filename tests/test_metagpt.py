@@ -163,12 +163,37 @@ def test_cli_trains_and_evaluates_in_json(tmp_path):
     assert set(report["paired"][0]) == {"family", "method", "steps", "diff_vs_finetune", "ci95"}
 
 
+def test_alpha_sweep_trains_one_continuation_per_alpha_and_scores_on_validation(tmp_path):
+    result = run_cli("--train", "--no-eval", "--budget", "3", "--families", "speakers", "--seeds", "0", "--quiet",
+                     "--methods", "finetune", "--switch", "0.5", "--inner-lrs", "0.01", "0.1",
+                     "--checkpoints", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for alpha in (0.01, 0.1):
+        folder = metagpt.sweep_directory(tmp_path, alpha)
+        assert metagpt.trained_inner_lr("speakers", "pretrain-maml", 0, folder) == alpha
+        assert (folder / "speakers-finetune-seed0").is_dir()
+    finetune = [metagpt.load("speakers", "finetune", 0, metagpt.sweep_directory(tmp_path, a)) for a in (0.01, 0.1)]
+    assert all(torch.equal(p, q) for p, q in zip(finetune[0].parameters(), finetune[1].parameters()))
+    selection = metagpt.select_inner_lr("speakers", (0,), tmp_path, val_tasks=2, progress=False)
+    assert set(selection["diff_vs_finetune"]) == {"0.01", "0.1"}
+    worst = {a: max(d.values()) for a, d in selection["diff_vs_finetune"].items()}
+    assert selection["chosen"] == float(min(worst, key=worst.get))
+
+
+def test_shipped_pretrain_maml_was_trained_at_the_families_alpha():
+    for family in metagpt.FAMILIES:
+        for seed in metagpt.SEEDS:
+            assert metagpt.trained_inner_lr(family, "pretrain-maml", seed) == metagpt.PRETRAIN_INNER_LR[family]
+            assert metagpt.trained_inner_lr(family, "maml", seed) == metagpt.INNER_LR
+
+
 @pytest.mark.parametrize("args, message", [
     (["--tasks", "0"], "must be a positive integer"),
     (["--methods", "anil"], "invalid choice: 'anil'"),
     (["--budget", "-1"], "must be a positive number of seconds"),
     (["--budget", "nan"], "must be a positive number of seconds"),
     (["--seeds", "-2"], "seeds are non-negative"),
+    (["--switch", "1"], "strictly between 0 and 1"),
 ])
 def test_cli_rejects_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as error:

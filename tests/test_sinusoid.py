@@ -77,6 +77,18 @@ def test_shipped_results_reach_the_target():
     assert maml <= 0.5 and maml <= pretrained / 2, (maml, pretrained)
 
 
+def test_seed_summary_is_results_json_for_seed_0_and_its_mean():
+    summary = json.loads((sinusoid.CHECKPOINTS / "seeds.json").read_text())
+    rows = json.loads((sinusoid.CHECKPOINTS / "results.json").read_text())["results"]
+    assert [entry["seed"] for entry in summary["seeds"]] == [0, 1, 2]
+    for method in sinusoid.SEED_METHODS:
+        for steps, mse in summary["seeds"][0][method].items():
+            assert abs(mse - sinusoid.lookup(rows, summary["K"], method, int(steps))["mse"]) < 1e-3
+            values = [entry[method][steps] for entry in summary["seeds"]]
+            assert abs(summary["mean"][method][steps] - sum(values) / 3) < 1e-3
+    assert summary["mean"]["maml"]["1"] <= 0.5 <= summary["mean"]["pretrained"]["1"]
+
+
 def check_report(report, tasks):
     assert set(report) >= {"results"}
     assert report["test_tasks"] == tasks

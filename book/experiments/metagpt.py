@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import copy
 import fcntl
+import functools
 import json
 import math
 import pathlib
@@ -62,7 +63,10 @@ WINDOW = 64               # characters a window feeds the model (its whole conte
 SUPPORT = 4               # support windows per task: 4 x 65 = 260 characters
 QUERY = 4                 # query windows per task
 META_BATCH = 4            # tasks per meta-iteration (and per pretraining step: 32 windows)
-INNER_LR = 0.3            # alpha: MAML's inner SGD step size during meta-training
+INNER_LR = 0.3            # alpha: MAML's inner SGD step size during meta-training from scratch
+# alpha of pretrain-maml, per family, chosen on validation tasks (`--inner-lrs`, see select_inner_lr).
+# On speakers the best SGD step from the pretrained model is tiny, and MAML at 0.3 wrecks the start.
+PRETRAIN_INNER_LR = {"dialects": 0.3, "cipher": 0.3, "speakers": 0.3}
 INNER_STEPS = 1           # inner steps during meta-training
 META_LR = 3e-3            # AdamW; warm-up for WARMUP of the budget, then cosine to a tenth
 WARMUP = 0.02
@@ -177,9 +181,9 @@ def pretraining_step(model: GPT, optimizer, tasks: list[Task]) -> float:
     return float(loss.detach())
 
 
-def maml_step(model: GPT, optimizer, tasks: list[Task]) -> float:
+def maml_step(model: GPT, optimizer, tasks: list[Task], inner_lr: float = INNER_LR) -> float:
     gradients, loss = maml.maml_gradient(model, dict(model.named_parameters()), task_batch(tasks),
-                                         loss_fn=lm_loss, inner_lr=INNER_LR, steps=INNER_STEPS,
+                                         loss_fn=lm_loss, inner_lr=inner_lr, steps=INNER_STEPS,
                                          engine="autograd")
     for name, p in model.named_parameters():
         p.grad = gradients[name]
@@ -209,17 +213,22 @@ def _run(step, model, optimizer, family_name, seed, *, start_fraction, end_fract
     return iteration
 
 
-def _record(family_name, method, seed, budget, log, iterations, **extra) -> dict:
+def _record(family_name, method, seed, budget, log, iterations, inner_lr=INNER_LR, **extra) -> dict:
     return dict(family=family_name, method=method, seed=seed, budget_seconds=budget, iterations=iterations,
-                log=log.to_dict(), inner_lr=INNER_LR, inner_steps=INNER_STEPS, meta_batch=META_BATCH,
+                log=log.to_dict(), inner_lr=inner_lr, inner_steps=INNER_STEPS, meta_batch=META_BATCH,
                 torch=torch.__version__, machine=platform.machine(), threads=torch.get_num_threads(), **extra)
 
 
 def train_pretrained(family_name: str, seed: int = 0, budget: float | None = None, switch: float | None = None,
-                     progress: bool = True) -> list[tuple[GPT, dict]]:
-    """Pretrain for the whole budget (``finetune``) and, from the same run at ``switch``, MAML (``pretrain-maml``)."""
+                     progress: bool = True, inner_lrs=None) -> list[tuple[GPT, dict]]:
+    """Pretrain for the whole budget (``finetune``) and, from the same run at ``switch``, MAML (``pretrain-maml``).
+
+    ``inner_lrs`` lists the alphas of the MAML continuations (one ``pretrain-maml`` run each, all
+    from the same snapshot); the default is the family's ``PRETRAIN_INNER_LR``.
+    """
     budget = BUDGET_SECONDS[family_name] if budget is None else budget
     switch = SWITCH[family_name] if switch is None else switch
+    inner_lrs = [PRETRAIN_INNER_LR[family_name]] if inner_lrs is None else list(inner_lrs)
     model = make_model(seed)
     optimizer = make_optimizer(model, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
     log = Log()
@@ -230,18 +239,20 @@ def train_pretrained(family_name: str, seed: int = 0, budget: float | None = Non
     end = _run(pretraining_step, model, optimizer, family_name, seed, start_fraction=switch, end_fraction=1.0,
                budget=budget, first_iteration=middle, log=log, progress=progress,
                label=f"{family_name} pretraining seed {seed}")
-    finetune = (model, _record(family_name, "finetune", seed, budget, log, end))
-    meta = make_model(seed)
-    meta_optimizer = make_optimizer(meta, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
-    meta.load_state_dict(snapshot[0])
-    meta_optimizer.load_state_dict(snapshot[1])
-    meta_log = snapshot[2]
-    end = _run(maml_step, meta, meta_optimizer, family_name, seed, start_fraction=switch, end_fraction=1.0,
-               budget=budget, first_iteration=middle, log=meta_log, progress=progress,
-               label=f"{family_name} pretrain-maml seed {seed}")
-    pretrain_maml = (meta, _record(family_name, "pretrain-maml", seed, budget, meta_log, end,
-                                   switch=switch, switch_iteration=middle))
-    return [finetune, pretrain_maml]
+    runs = [(model, _record(family_name, "finetune", seed, budget, log, end))]
+    for inner_lr in inner_lrs:
+        meta = make_model(seed)
+        meta_optimizer = make_optimizer(meta, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
+        meta.load_state_dict(snapshot[0])
+        meta_optimizer.load_state_dict(snapshot[1])
+        meta_log = copy.deepcopy(snapshot[2])
+        step = functools.partial(maml_step, inner_lr=inner_lr)
+        end = _run(step, meta, meta_optimizer, family_name, seed, start_fraction=switch, end_fraction=1.0,
+                   budget=budget, first_iteration=middle, log=meta_log, progress=progress,
+                   label=f"{family_name} pretrain-maml seed {seed}")
+        runs.append((meta, _record(family_name, "pretrain-maml", seed, budget, meta_log, end, inner_lr=inner_lr,
+                                   switch=switch, switch_iteration=middle)))
+    return runs
 
 
 def train_maml(family_name: str, seed: int = 0, budget: float | None = None, progress: bool = True
@@ -288,6 +299,14 @@ def load(family_name: str, method: str, seed: int, directory: pathlib.Path = CHE
     if model.config.to_dict() != make_model(0).config.to_dict():
         raise ExperimentError(f"{path} holds another model than {MODEL}")
     return model.eval()
+
+
+def trained_inner_lr(family_name: str, method: str, seed: int, directory: pathlib.Path = CHECKPOINTS) -> float:
+    """The alpha a meta-trained checkpoint was trained with (as its training record states)."""
+    path = checkpoint_path(directory, family_name, STARTS.get(method, method), seed) / "checkpoint.json"
+    if not path.is_file():
+        return INNER_LR
+    return float(json.loads(path.read_text())["metadata"].get("inner_lr", INNER_LR))
 
 
 def load_records(directory: pathlib.Path = CHECKPOINTS) -> list[dict]:
@@ -493,8 +512,9 @@ def evaluate_family(family_name: str, seeds=SEEDS, num_tasks: int = TEST_TASKS, 
         chosen = {k: choose(val_curves, grid, k) for k in REPORT_STEPS}
         learning_rates[f"{family_name}/{method}/seed{seed}"] = chosen[MAX_STEPS][0]
         needed = sorted({lr for lr, steps in chosen.values() if steps > 0})
-        if method in ("maml", "pretrain-maml") and INNER_LR not in needed:
-            needed.append(INNER_LR)
+        trained_alpha = trained_inner_lr(family_name, method, seed, directory)
+        if method in ("maml", "pretrain-maml") and trained_alpha not in needed:
+            needed.append(trained_alpha)
         test_curves = dict(zip(needed, curves(model, test, needed, optimizer))) if needed else {}
         zero = torch.tensor([adaptation_curve(model, t, 0.0, 0)[0] for t in test])
         for k, (lr, steps) in chosen.items():
@@ -502,7 +522,7 @@ def evaluate_family(family_name: str, seeds=SEEDS, num_tasks: int = TEST_TASKS, 
             settings.setdefault(method, {}).setdefault(str(k), []).append({"seed": seed, "lr": lr, "steps": steps})
         if method in ("maml", "pretrain-maml"):
             for k in REPORT_STEPS[1:]:
-                values[f"{method}@alpha", seed, k] = test_curves[INNER_LR][:, k]
+                values[f"{method}@alpha", seed, k] = test_curves[trained_alpha][:, k]
         if method == "finetune":
             values["in-context", seed, 0] = torch.tensor([in_context_bits(model, t) for t in test])
         if method == "pretrain-maml":
@@ -554,6 +574,41 @@ def evaluate_family(family_name: str, seeds=SEEDS, num_tasks: int = TEST_TASKS, 
             "positions": {"model": [round(float(x), 4) for x in model_positions],
                           "count": [round(float(x), 4) for x in count_positions]},
             "per_task": per_task_lists}
+
+
+def sweep_directory(directory: pathlib.Path, inner_lr: float) -> pathlib.Path:
+    return pathlib.Path(directory) / "sweep" / f"alpha-{inner_lr:g}"
+
+
+def select_inner_lr(family_name: str, seeds=SEEDS, directory: pathlib.Path = CHECKPOINTS, val_tasks: int = 32,
+                    progress: bool = True) -> dict:
+    """Score every swept alpha of ``pretrain-maml`` on validation tasks only.
+
+    For each alpha in ``directory/sweep`` and each reported budget k, the step size and step count
+    of both starts are tuned on the same validation tasks, and the score is the mean validation
+    loss of ``pretrain-maml`` minus that of ``finetune`` (bits/char, seeds averaged). The alpha
+    chosen is the one whose worst budget is best, as the target asks for every budget.
+    """
+    val = evaluation_tasks(family_name, "val", val_tasks)
+    folders = sorted((pathlib.Path(directory) / "sweep").glob("alpha-*"), key=lambda f: float(f.name[6:]))
+    if not folders:
+        raise ExperimentError(f"{directory}/sweep holds no runs; train them with --train --inner-lrs")
+
+    def best(model) -> dict:
+        c = curves(model, val, SGD_GRID)
+        return {k: float(c[SGD_GRID.index(lr), :, steps].mean()) for k, (lr, steps) in
+                ((k, choose(c, SGD_GRID, k)) for k in REPORT_STEPS)}
+
+    reference = {seed: best(load(family_name, "finetune", seed, folders[0])) for seed in
+                 tqdm(seeds, desc="finetune", disable=not progress)}
+    scores = {}
+    for folder in tqdm(folders, desc=f"sweep {family_name}", disable=not progress):
+        per_seed = [best(load(family_name, "pretrain-maml", seed, folder)) for seed in seeds]
+        scores[folder.name[6:]] = {str(k): round(sum(b[k] - reference[s][k] for b, s in zip(per_seed, seeds))
+                                                 / len(seeds), 4) for k in REPORT_STEPS}
+    chosen = min(scores, key=lambda a: max(scores[a].values()))
+    return {"family": family_name, "val_tasks": val_tasks, "seeds": list(seeds),
+            "diff_vs_finetune": scores, "chosen": float(chosen)}
 
 
 def evaluate(families=tuple(FAMILIES), seeds=SEEDS, num_tasks: int = TEST_TASKS, val_tasks: int = VAL_TASKS,
@@ -653,6 +708,13 @@ def _seed(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share of the budget strictly between 0 and 1, got {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
@@ -669,6 +731,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", default=["finetune", "maml"], choices=["finetune", "maml"],
                         help="runs to train with --train")
     parser.add_argument("--seeds", nargs="+", type=_seed, default=list(SEEDS))
+    parser.add_argument("--inner-lrs", nargs="+", type=_seconds, default=None, metavar="ALPHA",
+                        help="with --train --methods finetune: one pretrain-maml run per alpha, saved under sweep/")
+    parser.add_argument("--switch", type=_share, default=None,
+                        help="share of the budget pretrain-maml pretrains before MAML (default: SWITCH)")
+    parser.add_argument("--select-inner-lr", action="store_true",
+                        help="score the swept alphas on validation tasks and write sweep-<family>.json")
     parser.add_argument("--budget", type=_seconds, default=None,
                         help="wall-clock seconds per run (default: the family's, see BUDGET_SECONDS)")
     parser.add_argument("--tasks", type=_positive, default=TEST_TASKS, help="test tasks per family")
@@ -689,14 +757,29 @@ def main(argv=None) -> int:
             for family_name in args.families:
                 for seed in args.seeds:
                     for method in args.methods:
-                        runs = (train_pretrained if method == "finetune" else train_maml)(
-                            family_name, seed, args.budget, progress=progress)
+                        if method == "finetune":
+                            runs = train_pretrained(family_name, seed, args.budget, args.switch, progress=progress,
+                                                    inner_lrs=args.inner_lrs)
+                        else:
+                            runs = train_maml(family_name, seed, args.budget, progress=progress)
                         for model, record in runs:
-                            save(model, record, args.checkpoints)
+                            if args.inner_lrs is None:
+                                save(model, record, args.checkpoints)
+                                continue
+                            for inner_lr in args.inner_lrs:  # the shared finetune run goes beside every alpha
+                                if record["method"] == "finetune" or record["inner_lr"] == inner_lr:
+                                    save(model, record, sweep_directory(args.checkpoints, inner_lr))
                             print(f"trained {family_name} {record['method']} seed {seed}: {record['iterations']} "
                                   f"iterations in {record['budget_seconds']:.0f} s", file=sys.stderr)
             if args.no_eval:
                 return 0
+        if args.select_inner_lr:
+            for family_name in args.families:
+                selection = select_inner_lr(family_name, args.seeds, args.checkpoints, progress=progress)
+                (pathlib.Path(args.checkpoints) / f"sweep-{family_name}.json").write_text(
+                    json.dumps(selection, indent=1) + "\n")
+                print(json.dumps(selection))
+            return 0
         started = time.perf_counter()
         results = evaluate(args.families, args.seeds, args.tasks, args.val_tasks, args.checkpoints, progress)
         results["evaluation_seconds"] = {"+".join(args.families): round(time.perf_counter() - started, 1)}

@@ -290,7 +290,7 @@ def seed_summary(seeds=(0, 1, 2), k: int = 10, shown_steps=(0, 1, 10), directory
     step size tuned on the validation tasks; the mean over seeds is the headline, and the
     seed-to-seed standard deviation says how much one training run can move it.
     """
-    batches, _ = test_tasks(num_tasks, (k,))
+    batches, _ = test_tasks(num_tasks)  # all shots drawn, so the tasks are results.json's own
     per_seed = []
     for seed in seeds:
         folder = seed_directory(seed, directory)
