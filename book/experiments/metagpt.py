@@ -581,13 +581,15 @@ def sweep_directory(directory: pathlib.Path, inner_lr: float) -> pathlib.Path:
 
 
 def select_inner_lr(family_name: str, seeds=SEEDS, directory: pathlib.Path = CHECKPOINTS, val_tasks: int = 32,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, previous: dict | None = None) -> dict:
     """Score every swept alpha of ``pretrain-maml`` on validation tasks only.
 
-    For each alpha in ``directory/sweep`` and each reported budget k, the step size and step count
+    For each alpha in ``directory/sweep``, seed and reported budget k, the step size and step count
     of both starts are tuned on the same validation tasks, and the score is the mean validation
-    loss of ``pretrain-maml`` minus that of ``finetune`` (bits/char, seeds averaged). The alpha
-    chosen is the one whose worst budget is best, as the target asks for every budget.
+    loss of ``pretrain-maml`` minus that of ``finetune`` (bits/char). Seeds already scored in
+    ``previous`` (an earlier result of this function) are kept, so seeds can be scored in
+    separate processes. The alpha chosen is the one whose worst budget, averaged over seeds, is
+    best: the target asks for every budget.
     """
     val = evaluation_tasks(family_name, "val", val_tasks)
     folders = sorted((pathlib.Path(directory) / "sweep").glob("alpha-*"), key=lambda f: float(f.name[6:]))
@@ -599,16 +601,18 @@ def select_inner_lr(family_name: str, seeds=SEEDS, directory: pathlib.Path = CHE
         return {k: float(c[SGD_GRID.index(lr), :, steps].mean()) for k, (lr, steps) in
                 ((k, choose(c, SGD_GRID, k)) for k in REPORT_STEPS)}
 
-    reference = {seed: best(load(family_name, "finetune", seed, folders[0])) for seed in
-                 tqdm(seeds, desc="finetune", disable=not progress)}
-    scores = {}
-    for folder in tqdm(folders, desc=f"sweep {family_name}", disable=not progress):
-        per_seed = [best(load(family_name, "pretrain-maml", seed, folder)) for seed in seeds]
-        scores[folder.name[6:]] = {str(k): round(sum(b[k] - reference[s][k] for b, s in zip(per_seed, seeds))
-                                                 / len(seeds), 4) for k in REPORT_STEPS}
-    chosen = min(scores, key=lambda a: max(scores[a].values()))
-    return {"family": family_name, "val_tasks": val_tasks, "seeds": list(seeds),
-            "diff_vs_finetune": scores, "chosen": float(chosen)}
+    per_seed = dict(previous["per_seed"]) if previous and previous.get("val_tasks") == val_tasks else {}
+    for seed in tqdm(seeds, desc=f"sweep {family_name}", disable=not progress):
+        reference = best(load(family_name, "finetune", seed, folders[0]))
+        per_seed[str(seed)] = {folder.name[6:]: {str(k): round(v - reference[k], 4) for k, v in
+                                                 best(load(family_name, "pretrain-maml", seed, folder)).items()}
+                               for folder in folders}
+    alphas = sorted({a for scores in per_seed.values() for a in scores}, key=float)
+    mean = {a: {str(k): round(sum(p[a][str(k)] for p in per_seed.values()) / len(per_seed), 4)
+                for k in REPORT_STEPS} for a in alphas}
+    chosen = min(mean, key=lambda a: max(mean[a].values()))
+    return {"family": family_name, "val_tasks": val_tasks, "seeds": sorted(int(s) for s in per_seed),
+            "diff_vs_finetune": mean, "per_seed": per_seed, "chosen": float(chosen)}
 
 
 def evaluate(families=tuple(FAMILIES), seeds=SEEDS, num_tasks: int = TEST_TASKS, val_tasks: int = VAL_TASKS,
@@ -736,7 +740,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--switch", type=_share, default=None,
                         help="share of the budget pretrain-maml pretrains before MAML (default: SWITCH)")
     parser.add_argument("--select-inner-lr", action="store_true",
-                        help="score the swept alphas on validation tasks and write sweep-<family>.json")
+                        help="score the swept alphas of --seeds on validation tasks; sweep-<family>.json keeps other seeds")
     parser.add_argument("--budget", type=_seconds, default=None,
                         help="wall-clock seconds per run (default: the family's, see BUDGET_SECONDS)")
     parser.add_argument("--tasks", type=_positive, default=TEST_TASKS, help="test tasks per family")
@@ -775,9 +779,11 @@ def main(argv=None) -> int:
                 return 0
         if args.select_inner_lr:
             for family_name in args.families:
-                selection = select_inner_lr(family_name, args.seeds, args.checkpoints, progress=progress)
-                (pathlib.Path(args.checkpoints) / f"sweep-{family_name}.json").write_text(
-                    json.dumps(selection, indent=1) + "\n")
+                path = pathlib.Path(args.checkpoints) / f"sweep-{family_name}.json"
+                previous = json.loads(path.read_text()) if path.is_file() else None
+                selection = select_inner_lr(family_name, args.seeds, args.checkpoints, progress=progress,
+                                            previous=previous)
+                path.write_text(json.dumps(selection, indent=1) + "\n")
                 print(json.dumps(selection))
             return 0
         started = time.perf_counter()
