@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from book.errors import BookError
 from book.model import GPT, GPTConfig
-from book.tokenize import CharTokenizer
+from book.tokenize import BPETokenizer, CharTokenizer
 from book.training import History, TrainConfig
 
 FORMAT = "metagpt-from-scratch checkpoint"
@@ -36,10 +36,22 @@ class CheckpointError(BookError):
     """A checkpoint that is missing, damaged, or does not fit the model it should hold."""
 
 
+Tokenizer = CharTokenizer | BPETokenizer
+TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """Either of the book's tokenizers, from the description its ``to_dict`` wrote (its ``"type"``)."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer type {kind!r}; this code reads {', '.join(map(repr, TOKENIZERS))}")
+    return TOKENIZERS[kind].from_dict(data)
+
+
 @dataclasses.dataclass
 class Checkpoint:
     model: GPT
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     train_config: TrainConfig | None
     step: int
     history: History | None
@@ -51,7 +63,7 @@ class Checkpoint:
         return self.model.config
 
 
-def save_checkpoint(directory, model: GPT, tokenizer: CharTokenizer, *, train_config: TrainConfig | None = None,
+def save_checkpoint(directory, model: GPT, tokenizer: Tokenizer, *, train_config: TrainConfig | None = None,
                     step: int = 0, history: History | None = None, metadata: dict | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> pathlib.Path:
@@ -124,13 +136,13 @@ def load_checkpoint(directory, *, device: str | torch.device = "cpu") -> Checkpo
     meta = read_metadata(directory)
     try:
         config = GPTConfig.from_dict(meta["model"])
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
         train_config = TrainConfig.from_dict(meta["training"]) if meta.get("training") else None
         history = History.from_dict(meta["history"]) if meta.get("history") else None
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{directory / META_FILE}: invalid checkpoint description ({error})") from None
     if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"{directory}: the vocabulary has {tokenizer.vocab_size} characters but the "
+        raise CheckpointError(f"{directory}: the vocabulary has {tokenizer.vocab_size} tokens but the "
                               f"model config says {config.vocab_size}")
     weights = _read_tensors(directory / MODEL_FILE)
     _check_step(directory, meta, directory / MODEL_FILE)

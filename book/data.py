@@ -11,6 +11,7 @@ Python code (:func:`load_code_corpus`) is rebuilt by ``data/prepare_code_corpus.
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import functools
@@ -18,9 +19,14 @@ import json
 import lzma
 import pathlib
 import re
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
 
 from book.errors import BookError
 from book.paths import ROOT
+from book.tokenize import CharTokenizer, UnknownCharacterError
 
 CORPUS_PATH = ROOT / "data" / "shakespeare.json.xz"
 CODE_CORPUS_PATH = CORPUS_PATH.with_name("stdlib_code.json.xz")
@@ -165,21 +171,168 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 def load_text_file(path: str | pathlib.Path) -> str:
     """Read a UTF-8 text file the reader brings, with clear errors for unusable files."""
+    return "".join(iter_text_file(path))
+
+
+READ_BYTES = 1 << 23  # a text file is read 8 MiB at a time
+
+
+def iter_text_file(path: str | pathlib.Path, read_bytes: int = READ_BYTES) -> Iterator[str]:
+    """The text of a UTF-8 file, piece by piece, so that a file of gigabytes is never held whole.
+
+    The pieces joined are the file's text with a leading byte-order mark removed and Windows line
+    ends (``\\r\\n``) made ``\\n``. Unusable files raise :class:`DataError`: missing, not a regular
+    file, empty (or only white space), binary (NUL bytes) or not UTF-8.
+    """
     path = pathlib.Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a regular file")
-    raw = path.read_bytes()
-    if not raw.strip():
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, at_start, blank, carry = 0, True, True, ""
+    with path.open("rb") as handle:
+        while True:
+            raw = handle.read(read_bytes)
+            final = not raw
+            if b"\x00" in raw:
+                raise DataError(f"{path}: looks like a binary file (it contains NUL bytes), not text")
+            blank = blank and not raw.strip()
+            buffered = len(decoder.getstate()[0])  # bytes of a character cut by the previous read
+            try:
+                text = carry + decoder.decode(raw, final=final)
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}: not UTF-8 text (undecodable byte at offset "
+                                f"{offset - buffered + error.start})") from None
+            offset += len(raw)
+            if at_start:
+                text = text.lstrip("\ufeff")
+                at_start = not text
+            carry = ""
+            if not final and text.endswith("\r"):  # its "\n" may open the next read
+                text, carry = text[:-1], "\r"
+            text = text.replace("\r\n", "\n")
+            if text:
+                yield text
+            if final:
+                break
+    if blank:
         raise DataError(f"{path}: the file is empty")
-    if b"\x00" in raw:
-        raise DataError(f"{path}: looks like a binary file (it contains NUL bytes), not text")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (undecodable byte at offset {error.start})") from None
-    return text.lstrip("\ufeff").replace("\r\n", "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Token ids, stored compactly: one byte per token when the vocabulary has at most 256 entries,
+# two up to 65,536. A text of a billion characters is then a billion bytes, not the 8 GB of a
+# tensor of int64 (or the 28 GB of a Python list of ints).
+
+MEMMAP_BYTES = 1 << 28  # token arrays this large live in a memory-mapped temporary file
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds every id of a vocabulary of ``vocab_size``."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise DataError(f"a vocabulary of {vocab_size} tokens is too large")
+
+
+def new_token_array(length: int, dtype: np.dtype) -> np.ndarray:
+    """An array for ``length`` token ids; a large one is memory-mapped (as nanoGPT's ``train.bin``).
+
+    The mapped file is an unnamed temporary file (removed when the array is dropped), so the
+    operating system can write the ids out and read them back instead of holding them all in memory.
+    """
+    if length * np.dtype(dtype).itemsize < MEMMAP_BYTES:
+        return np.empty(length, dtype)
+    return np.memmap(tempfile.TemporaryFile(prefix="book-token-ids-"), dtype=dtype, mode="w+", shape=(length,))
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class CharIds:
+    """Text to character ids, vectorised: a lookup table from Unicode code point to id."""
+
+    def __init__(self, vocabulary: str):
+        self.vocabulary = vocabulary
+        points = _code_points(vocabulary)
+        self.table = np.full(int(points.max()) + 2, -1, np.int32)  # the last entry: any larger code point
+        self.table[points] = np.arange(len(points))
+        self.dtype = token_dtype(len(vocabulary))
+
+    def __call__(self, text: str, offset: int = 0) -> np.ndarray:
+        """The ids of ``text`` (its first character at position ``offset`` of the whole text)."""
+        points = _code_points(text)
+        ids = self.table[np.minimum(points, len(self.table) - 1)]
+        unknown = ids < 0
+        if unknown.any():
+            characters = sorted(chr(point) for point in np.unique(points[unknown]))
+            raise UnknownCharacterError(
+                f"{len(characters)} character(s) not in the vocabulary: {', '.join(map(repr, characters[:20]))} "
+                f"(first at position {offset + int(np.argmax(unknown))}); the vocabulary has "
+                f"{len(self.vocabulary)} characters")
+        return ids.astype(self.dtype)
+
+
+def encode_text(tokenizer, text: str) -> np.ndarray:
+    """The token ids of ``text`` in the smallest integer type that holds them."""
+    if isinstance(tokenizer, CharTokenizer):
+        return CharIds(tokenizer.vocabulary)(text)
+    return np.asarray(tokenizer.encode(text), dtype=token_dtype(tokenizer.vocab_size))
+
+
+def text_file_vocabulary(path: str | pathlib.Path) -> tuple[str, int]:
+    """(the characters a text file uses, in code-point order; its length in characters), one pass."""
+    seen = np.zeros(0x110000, bool)
+    length = 0
+    for piece in iter_text_file(path):
+        points = _code_points(piece)
+        seen[points] = True
+        length += len(points)
+    return "".join(map(chr, np.flatnonzero(seen))), length
+
+
+def encode_text_file(path: str | pathlib.Path, tokenizer=None):
+    """(token ids of a text file, the tokenizer): the file read in pieces, the ids stored compactly.
+
+    Without ``tokenizer``, a character tokenizer of the file's own characters is made. Peak memory
+    is the array of ids (a byte per character for up to 256 distinct characters) and a few pieces.
+    """
+    if tokenizer is not None and not isinstance(tokenizer, CharTokenizer):
+        return encode_text(tokenizer, load_text_file(path)), tokenizer  # BPE reads the text whole
+    vocabulary, length = text_file_vocabulary(path)
+    if tokenizer is None:
+        tokenizer = CharTokenizer(vocabulary)
+    char_ids = CharIds(tokenizer.vocabulary)
+    ids = new_token_array(length, char_ids.dtype)
+    filled = 0
+    for piece in iter_text_file(path):
+        ids[filled:filled + len(piece)] = char_ids(piece, filled)
+        filled += len(piece)
+    return ids, tokenizer
+
+
+def split_ids(ids: np.ndarray, val_fraction: float, newline_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`split_text` on token ids: the last ``val_fraction`` (from a line break on) is validation.
+
+    The two parts are views of ``ids``; nothing is copied.
+    """
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    cut = int(len(ids) * (1 - val_fraction))
+    if newline_id is not None:
+        step = 1 << 20
+        for start in range(cut, len(ids), step):
+            found = np.flatnonzero(ids[start:start + step] == newline_id)
+            if len(found):
+                newline = start + int(found[0])
+                if newline + 1 < len(ids):
+                    cut = newline + 1
+                break
+    if cut <= 0 or cut >= len(ids):
+        raise DataError(f"text of {len(ids)} characters is too short to split")
+    return ids[:cut], ids[cut:]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ machine the default (spinning) is faster, so it is left to you.
 """
 from __future__ import annotations
 
-import os
 import argparse
 import dataclasses
 import datetime
+import os
 import pathlib
 import platform
 import shlex
@@ -34,12 +34,13 @@ import torch
 from book.checkpoint import META_FILE, CheckpointError, load_checkpoint, load_training_state, save_checkpoint
 from book.errors import BookError
 from book import distributed
-from book.data import DataError, load_code_corpus, load_corpus, load_text_file, split_text
+from book.data import (DataError, encode_text, encode_text_file, load_code_corpus, load_corpus, load_text_file,
+                       split_ids, split_text)
 from book.model import GPT, GPTConfig, ModelError
 from book.paths import unwritable_reason
 from book.presets import PRESETS, get_preset
 from book.tokenize import CharTokenizer, UnknownCharacterError
-from book.training import TrainingError, estimate_loss, make_optimizer, train
+from book.training import TrainingError, estimate_loss, optimizer_for, train
 
 
 class UsageError(BookError):
@@ -69,24 +70,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_data(source: str, val_fraction: float) -> tuple[str, str, str]:
-    """(train text, validation text, a description of the source)."""
-    if source == "corpus":
-        corpus = load_corpus()
-        train_text, val_text = corpus.split(val_fraction)
-        return train_text, val_text, f"the book's Shakespeare corpus ({len(corpus)} works)"
-    if source == "stdlib":
-        code = load_code_corpus()
-        train_text, val_text = code.split()
-        return train_text, val_text, (f"the Python {code.python} standard library ({len(code.modules)} modules, "
-                                      f"{len(code.heldout_names)} held out)")
-    text = load_text_file(source)
-    train_text, val_text = split_text(text, val_fraction)
-    return train_text, val_text, pathlib.Path(source).name
+def load_data(source: str, val_fraction: float, tokenizer=None):
+    """(train ids, validation ids, a description of the source, the tokenizer).
 
-
-def encode(tokenizer: CharTokenizer, text: str) -> torch.Tensor:
-    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    The ids are compact NumPy arrays (a byte per character for up to 256 characters); a text
+    file is read in pieces, so its size is limited by the memory of its ids, not of its text.
+    Without ``tokenizer`` (a new run), a character tokenizer of the whole text is made.
+    """
+    if source in ("corpus", "stdlib"):
+        if source == "corpus":
+            corpus = load_corpus()
+            train_text, val_text = corpus.split(val_fraction)
+            description = f"the book's Shakespeare corpus ({len(corpus)} works)"
+        else:
+            code = load_code_corpus()
+            train_text, val_text = code.split()
+            description = (f"the Python {code.python} standard library ({len(code.modules)} modules, "
+                           f"{len(code.heldout_names)} held out)")
+        tokenizer = tokenizer or CharTokenizer.from_text(train_text + val_text)
+        return encode_text(tokenizer, train_text), encode_text(tokenizer, val_text), description, tokenizer
+    name = pathlib.Path(source).name
+    if tokenizer is not None and not isinstance(tokenizer, CharTokenizer):
+        train_text, val_text = split_text(load_text_file(source), val_fraction)
+        return encode_text(tokenizer, train_text), encode_text(tokenizer, val_text), name, tokenizer
+    ids, tokenizer = encode_text_file(source, tokenizer)
+    train_ids, val_ids = split_ids(ids, val_fraction, tokenizer.char_to_id.get("\n"))
+    return train_ids, val_ids, name, tokenizer
 
 
 def check_output(out: pathlib.Path, *, resume: bool, force: bool) -> None:
@@ -126,7 +135,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, preset, process: distributed.Process, device: torch.device) -> int:
-    train_text, val_text, source = load_data(args.data, preset.val_fraction)
     out = pathlib.Path(args.out)
 
     overrides = {}
@@ -142,33 +150,25 @@ def _run(args: argparse.Namespace, preset, process: distributed.Process, device:
         saved = load_checkpoint(out, device=device)
         tokenizer, model = saved.tokenizer, saved.model
         train_config = dataclasses.replace(saved.train_config or preset.training, **overrides)
-        try:
-            train_ids, val_ids = encode(tokenizer, train_text), encode(tokenizer, val_text)
-        except UnknownCharacterError as error:
-            raise CheckpointError(f"{out} was trained on another text: {error}") from None
         if saved.step >= train_config.max_steps:
             raise UsageError(f"{out} has already trained {saved.step} steps; ask for more with --iters")
-        optimizer = make_optimizer(model, lr=train_config.max_lr, weight_decay=train_config.weight_decay,
-                                   betas=(train_config.beta1, train_config.beta2))
-        load_training_state(out, optimizer, generator)
-        start_step, history = saved.step, saved.history
-        metadata = saved.metadata
+        try:
+            train_ids, val_ids, source, _ = load_data(args.data, preset.val_fraction, tokenizer)
+        except UnknownCharacterError as error:
+            raise CheckpointError(f"{out} was trained on another text: {error}") from None
+        start_step, history, metadata = saved.step, saved.history, saved.metadata
     else:
         train_config = dataclasses.replace(preset.training, **overrides)
-        tokenizer = CharTokenizer.from_text(train_text + val_text)
-        train_ids, val_ids = encode(tokenizer, train_text), encode(tokenizer, val_text)
+        train_ids, val_ids, source, tokenizer = load_data(args.data, preset.val_fraction)
         torch.manual_seed(train_config.seed)
         model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **preset.model)).to(device)
-        optimizer = make_optimizer(model, lr=train_config.max_lr, weight_decay=train_config.weight_decay,
-                                   betas=(train_config.beta1, train_config.beta2))
         generator.manual_seed(train_config.seed)
         start_step, history, metadata = 0, None, {}
-
+    optimizer = optimizer_for(model, train_config)
+    if args.resume:
+        load_training_state(out, optimizer, generator)
     context = train_config.context_length
-    for name, ids in (("training", train_ids), ("validation", val_ids)):
-        if len(ids) <= context:
-            raise DataError(f"{args.data}: the {name} part has {len(ids)} characters, too short for a "
-                            f"context of {context} (the text needs at least {(context + 1) * 10} characters)")
+    unit = "characters" if isinstance(tokenizer, CharTokenizer) else "tokens"
 
     command = "python -m book.train " + shlex.join(args.argv)
     metadata = dict(metadata)
@@ -176,8 +176,8 @@ def _run(args: argparse.Namespace, preset, process: distributed.Process, device:
     metadata.update({
         "preset": args.preset,
         "data": source,
-        "train_characters": len(train_text),
-        "val_characters": len(val_text),
+        f"train_{unit}": len(train_ids),
+        f"val_{unit}": len(val_ids),
         "parameters": model.num_parameters(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -189,7 +189,7 @@ def _run(args: argparse.Namespace, preset, process: distributed.Process, device:
     earlier = history
     if process.is_main:
         tokens_per_step = train_config.batch_size * context
-        print(f"training on {source}: {len(train_text):,} characters ({len(val_text):,} held out), vocabulary "
+        print(f"training on {source}: {len(train_ids):,} {unit} ({len(val_ids):,} held out), vocabulary "
               f"{tokenizer.vocab_size}; {model.num_parameters():,} parameters; {tokens_per_step:,} tokens per "
               f"step, {start_step} -> {train_config.max_steps} steps; device {device}, "
               f"{torch.get_num_threads()} threads, {process.world_size} process(es)", flush=True)
@@ -203,7 +203,12 @@ def _run(args: argparse.Namespace, preset, process: distributed.Process, device:
         trained = model
 
     def save(step: int, current) -> None:
-        """Write the checkpoint (after every evaluation, so an interrupted run can be resumed)."""
+        """Write the checkpoint (after every evaluation, so an interrupted run can be resumed).
+
+        The last step is saved once, below, with the final validation loss and timings.
+        """
+        if step == train_config.max_steps:
+            return
         full = _full_history(earlier, current)
         metadata.update(step=step, train_loss=round(full.eval_train_loss[-1], 4),
                         val_loss=round(full.val_loss[-1], 4),

@@ -15,6 +15,7 @@ import os
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -139,22 +140,41 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: t
     return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
 
 
-def random_batch(ids: torch.Tensor, batch_size: int, context_length: int,
+def optimizer_for(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """The optimizer :func:`train` uses for ``config``: :func:`make_optimizer` with its settings."""
+    return make_optimizer(model, lr=config.max_lr, weight_decay=config.weight_decay,
+                          betas=(config.beta1, config.beta2))
+
+
+def check_long_enough(config: TrainConfig, **texts) -> None:
+    """Refuse token ids too short for a window of the context (``name=ids`` for each text)."""
+    for name, ids in texts.items():
+        if len(ids) <= config.context_length:
+            raise TrainingError(
+                f"the {name} text has {len(ids)} tokens, too short for a context of "
+                f"{config.context_length} (it needs at least {config.context_length + 1})")
+
+
+def random_batch(ids: torch.Tensor | np.ndarray, batch_size: int, context_length: int,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random windows of ``ids``: inputs ``x`` and the next-token targets ``y``.
 
     Both have shape (batch_size, context_length); ``y`` is ``x`` shifted left by one token,
     so position ``t`` of ``y`` is what the model should predict after reading ``x[:, :t+1]``.
+    ``ids`` is a tensor, or a compact NumPy array (``book.data.encode_text_file``: one byte per
+    token, possibly memory-mapped) of which only the windows are read; the windows are int64.
     """
-    if ids.dim() != 1:
+    if ids.ndim != 1:
         raise TrainingError(f"token ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
     if len(ids) <= context_length:
         raise TrainingError(
             f"text of {len(ids)} tokens is too short for a context of {context_length} "
             f"(it needs at least {context_length + 1})")
     starts = torch.randint(len(ids) - context_length, (batch_size,), generator=generator)
-    offsets = torch.arange(context_length + 1)
-    windows = ids[starts[:, None] + offsets]
+    if isinstance(ids, np.ndarray):
+        windows = torch.from_numpy(ids[starts.numpy()[:, None] + np.arange(context_length + 1)].astype(np.int64))
+    else:
+        windows = ids[starts[:, None] + torch.arange(context_length + 1)].long()
     return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
 
@@ -196,16 +216,11 @@ def train(model: nn.Module, train_ids: torch.Tensor, val_ids: torch.Tensor, conf
     """
     if not 0 <= start_step <= config.max_steps:
         raise TrainingError(f"start_step {start_step} is outside 0..{config.max_steps}")
-    for name, ids in (("training", train_ids), ("validation", val_ids)):
-        if len(ids) <= config.context_length:
-            raise TrainingError(
-                f"the {name} text has {len(ids)} tokens, too short for a context of "
-                f"{config.context_length} (it needs at least {config.context_length + 1})")
+    check_long_enough(config, training=train_ids, validation=val_ids)
     if generator is None:
         generator = torch.Generator().manual_seed(config.seed)
     if optimizer is None:
-        optimizer = make_optimizer(model, lr=config.max_lr, weight_decay=config.weight_decay,
-                                   betas=(config.beta1, config.beta2))
+        optimizer = optimizer_for(model, config)
     check_batch_size(config.batch_size, process)
     device = next(model.parameters()).device
     # Evaluation runs on the main process alone, so it must not go through the DDP wrapper,
