@@ -1,4 +1,4 @@
-# Generated from chapters/02_attention.ipynb by `python -m book.sync`: edit the notebook, not this file.
+# Generated from chapters/02_attention.ipynb by `python -m book.tooling.sync`: edit the notebook, not this file.
 """Attention, built in Chapter 2: the linear layer, scaled dot-product attention and multi-head attention.
 
     >>> from book.attention import MultiHeadAttention

@@ -1,4 +1,4 @@
-# Generated from chapters/01_text_to_vectors.ipynb by `python -m book.sync`: edit the notebook, not this file.
+# Generated from chapters/01_text_to_vectors.ipynb by `python -m book.tooling.sync`: edit the notebook, not this file.
 """Token ids to vectors: token embeddings, positional encodings, and their sum z_i = e_i + p_i."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-# Generated from chapters/03_loss.ipynb by `python -m book.sync`: edit the notebook, not this file.
+# Generated from chapters/03_loss.ipynb by `python -m book.tooling.sync`: edit the notebook, not this file.
 """The loss, built in Chapter 3: a stable log-softmax, cross-entropy, its units, and a count-based bigram model.
 
     >>> from book.loss import cross_entropy, nats_to_bits

@@ -1,4 +1,4 @@
-# Generated from chapters/01_text_to_vectors.ipynb by `python -m book.sync`: edit the notebook, not this file.
+# Generated from chapters/01_text_to_vectors.ipynb by `python -m book.tooling.sync`: edit the notebook, not this file.
 """Tokenizers that turn text into integer ids and back: characters and byte-pair encoding."""
 from __future__ import annotations
 

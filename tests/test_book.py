@@ -45,7 +45,7 @@ def test_preface_names_the_other_metagpt(built_book):
 
 @pytest.mark.parametrize("name", [n for n in toc_files() if (ROOT / f"{n}.ipynb").exists()])
 def test_notebook_pages_launch_on_colab_and_binder_without_showing_the_setup_cell(built_book, name):
-    from book.colab import REPOSITORY_URL
+    from book.tooling.colab import REPOSITORY_URL
 
     html = (built_book / f"{name}.html").read_text(encoding="utf-8")
     repository = REPOSITORY_URL.removeprefix("https://github.com/")

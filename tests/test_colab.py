@@ -10,7 +10,7 @@ import types
 import pytest
 import yaml
 
-from book import colab
+from book.tooling import colab
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = colab.notebooks()
@@ -31,8 +31,8 @@ def test_config_has_launch_buttons_for_this_repository():
 def test_notebook_opens_with_the_current_setup_cell(path):
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     setup = [cell for cell in cells if colab.is_setup_cell(cell)]
-    assert len(setup) == 1, "exactly one Colab setup cell (run `python -m book.colab`)"
-    assert "".join(setup[0]["source"]) == colab.SETUP_SOURCE, "outdated setup cell (run `python -m book.colab`)"
+    assert len(setup) == 1, "exactly one Colab setup cell (run `python -m book.tooling.colab`)"
+    assert "".join(setup[0]["source"]) == colab.SETUP_SOURCE, "outdated setup cell (run `python -m book.tooling.colab`)"
     first_code = next(cell for cell in cells if cell["cell_type"] == "code")
     assert first_code is setup[0], "the setup cell must run before any other code"
     assert "remove-cell" in setup[0]["metadata"]["tags"]

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from book.colab import is_setup_cell
+from book.tooling.colab import is_setup_cell
 from book.exercise import PASSED
 
 CHAPTERS = sorted((pathlib.Path(__file__).parent.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))

@@ -6,7 +6,7 @@ import pytest
 from nbclient import NotebookClient
 
 from book.exercise import FAILED, PASSED, check
-from book.student_edition import StudentEditionError, stub_for, student_notebook, write_edition
+from book.tooling.student_edition import StudentEditionError, stub_for, student_notebook, write_edition
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))

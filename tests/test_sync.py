@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from book import sync
+from book.tooling import sync
 
 
 def test_generated_modules_match_the_notebooks():
     problems = sync.check()
-    assert not problems, "run `python -m book.sync`:\n" + "\n".join(problems)
+    assert not problems, "run `python -m book.tooling.sync`:\n" + "\n".join(problems)
 
 
 def _notebook(path, cells):

@@ -5,8 +5,8 @@ clones the repository (code, data, checkpoints), installs the ``book`` package a
 ``chapters/`` so that every path the chapter uses resolves as it does locally. Colab already
 has PyTorch, NumPy, Matplotlib, tqdm, safetensors, tokenizers, transformers and ipywidgets.
 
-    python -m book.colab           # insert or refresh the cell in every notebook of chapters/
-    python -m book.colab --check   # exit 1 if a notebook lacks the current cell
+    python -m book.tooling.colab           # insert or refresh the cell in every notebook of chapters/
+    python -m book.tooling.colab --check   # exit 1 if a notebook lacks the current cell
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def notebooks(chapters: pathlib.Path = CHAPTERS) -> list[pathlib.Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m book.colab", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m book.tooling.colab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report notebooks without the current cell")
     args = parser.parse_args(argv)
     outdated = []

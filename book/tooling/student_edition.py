@@ -1,6 +1,6 @@
 """Write the student edition of the book: every chapter with its exercise solutions removed.
 
-    python -m book.student_edition --out student/
+    python -m book.tooling.student_edition --out student/
 
 Each code cell tagged ``solution`` becomes a stub: functions and classes keep their
 signature and docstring, and their body raises ``NotImplementedError`` with the hint

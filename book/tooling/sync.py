@@ -7,8 +7,8 @@ The chapters are the source of the code: a code cell whose first line is
 is copied, in notebook order, into ``book/tokenize.py``. Each generated module opens
 with a line naming its notebook, so nobody edits it by mistake.
 
-    python -m book.sync           # rewrite the generated modules
-    python -m book.sync --check   # exit 1 if any module differs from its notebook
+    python -m book.tooling.sync           # rewrite the generated modules
+    python -m book.tooling.sync --check   # exit 1 if any module differs from its notebook
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from book.paths import ROOT
 
 CHAPTERS = ROOT / "chapters"
 EXPORT_MARKER = re.compile(r"^#\|\s*export\s+(book(?:\.[a-z_][a-z0-9_]*)+)\s*$")
-HEADER = "# Generated from {notebook} by `python -m book.sync`: edit the notebook, not this file.\n"
+HEADER = "# Generated from {notebook} by `python -m book.tooling.sync`: edit the notebook, not this file.\n"
 
 
 class SyncError(BookError):
@@ -106,7 +106,7 @@ def main(argv=None):
             for problem in problems:
                 print(f"out of sync: {problem}", file=sys.stderr)
             if problems:
-                print("run `python -m book.sync` after editing a notebook", file=sys.stderr)
+                print("run `python -m book.tooling.sync` after editing a notebook", file=sys.stderr)
                 return 1
             print("book/ matches the notebooks")
             return 0
