@@ -6,9 +6,9 @@ import pathlib
 import pytest
 import torch
 
-from book import codegen
-from book.applications import TaskError, exact_match
 from book import train
+from book.applications import TaskError, codegen, exact_match
+from book.experiments import code_adaptation
 from book.data import DataError, load_code_corpus
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
@@ -131,10 +131,10 @@ def test_shipped_code_model_is_consistent_with_its_corpus(corpus):
 
 
 def test_shipped_adaptation_results_are_consistent(corpus):
-    results = json.loads(codegen.ADAPTATION_RESULTS.read_text())
+    results = json.loads(code_adaptation.ADAPTATION_RESULTS.read_text())
     assert results["modules"] == corpus.heldout_names
-    assert [tuple(s) for s in results["settings"]] == list(codegen.ADAPTATION_SETTINGS)
-    assert len(results["rows"]) == 1 + 2 * len(codegen.ADAPTATION_SETTINGS)
+    assert [tuple(s) for s in results["settings"]] == list(code_adaptation.ADAPTATION_SETTINGS)
+    assert len(results["rows"]) == 1 + 2 * len(code_adaptation.ADAPTATION_SETTINGS)
     tasks = [task for name in corpus.heldout_names
              for task in codegen.line_tasks(corpus, [name], n=results["lines_per_module"], given=results["given"],
                                             seed=results["seed"], region=(0.5, 1.0))]
@@ -148,7 +148,7 @@ def test_command_rejects_bad_settings_and_checkpoints(tmp_path, capsys):
     out = tmp_path / "code.json"
     for bad in (["--steps", "0"], ["--lr", "0"]):
         with pytest.raises(SystemExit) as exit_info:
-            codegen.main(["--out", str(out), *bad])
+            code_adaptation.main(["--out", str(out), *bad])
         assert exit_info.value.code == 2 and "must be positive" in capsys.readouterr().err
-    assert codegen.main(["--out", str(out), "--checkpoint", str(tmp_path / "absent")]) == 2
+    assert code_adaptation.main(["--out", str(out), "--checkpoint", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err and not out.exists()

@@ -139,14 +139,14 @@ def test_damaged_descriptions_and_weights_name_the_problem(tmp_path):
 
 def test_student_edition_keeps_a_students_work(tmp_path):
     out = tmp_path / "student"
-    first = run("book.student_edition", "--out", str(out))
+    first = run("book.tooling.student_edition", "--out", str(out))
     assert first.returncode == 0, first.stderr
     edited = out / "01_text_to_vectors.ipynb"
     edited.write_text(edited.read_text() + " ")
     before = snapshot(out)
-    assert_clean_error(run("book.student_edition", "--out", str(out)), "--force")
+    assert_clean_error(run("book.tooling.student_edition", "--out", str(out)), "--force")
     assert snapshot(out) == before
-    assert_clean_error(run("book.student_edition", "--out", "/proc/no-such-dir/x"), "cannot be written")
+    assert_clean_error(run("book.tooling.student_edition", "--out", "/proc/no-such-dir/x"), "cannot be written")
 
 
 def test_hf_export_refuses_to_write_over_its_own_checkpoint(trained):
@@ -164,9 +164,9 @@ def test_sinusoid_rejects_zero_iterations():
 
 
 def test_codegen_checks_its_output_before_the_experiment(tmp_path):
-    result = run("book.codegen", "--out", str(tmp_path))
+    result = run("book.experiments.code_adaptation", "--out", str(tmp_path))
     assert result.returncode == 2 and "is a folder" in result.stderr and "Traceback" not in result.stderr
-    result = run("book.codegen", "--out", "/proc/no-such-dir/code.json")
+    result = run("book.experiments.code_adaptation", "--out", "/proc/no-such-dir/code.json")
     assert result.returncode == 2 and "cannot be written" in result.stderr
 
 
