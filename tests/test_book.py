@@ -62,7 +62,7 @@ def test_tool_markers_stay_in_the_notebooks_but_not_on_the_pages(built_book, nam
 
 
 def test_reader_source_drops_only_marker_lines():
-    from book.sphinx_markers import reader_source
+    from book.tooling.sphinx_markers import reader_source
 
     assert reader_source("# NBVAL_IGNORE_OUTPUT\nx = 1\n# a comment") == "x = 1\n# a comment"
     assert reader_source("#| export book.loss\n\ndef f():\n    pass") == "def f():\n    pass"

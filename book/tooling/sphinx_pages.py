@@ -1,0 +1,42 @@
+"""Sphinx extension: the book's page chrome, fixed once for every page.
+
+- one search field per page (the theme draws a second one in a header bar);
+- each inline script once (``THEBE_JS_URL`` is otherwise declared twice, a script error);
+- a light/dark mode the theme accepts from the first paint (an empty one is logged as an error);
+- the book's stylesheet (``static/book.css``): maths set at the size of the text and on its
+  baseline, display equations that scroll inside their own box, code and output blocks that fit
+  88 characters in the column, figures and tables that never widen the page on a phone.
+"""
+import pathlib
+
+STATIC = pathlib.Path(__file__).parent / "static"
+
+
+def theme_options(app, config):
+    options = dict(config.html_theme_options or {})
+    # The sidebar keeps its search field; the header bar's copy goes.
+    options["navbar_persistent"] = []
+    config.html_theme_options = options
+    config.html_context = {"default_mode": "auto", **(config.html_context or {})}
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
+
+
+def one_of_each_script(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, kept = set(), []
+    for script in scripts:
+        attributes = getattr(script, "attributes", {}) or {}
+        key = (str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    scripts[:] = kept
+
+
+def setup(app):
+    app.connect("config-inited", theme_options, priority=900)
+    app.connect("html-page-context", one_of_each_script, priority=999)
+    app.add_css_file("book.css")
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
