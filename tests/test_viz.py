@@ -1,7 +1,10 @@
 """The attention view: self-contained, escaped, compact HTML; clear errors; the explorer."""
 import base64
 import json
+import os
 import re
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -86,6 +89,38 @@ def test_hostile_tokens_are_escaped():
     assert "textContent" in page and "innerHTML" not in page, "the script sets token text as text, never as HTML"
 
 
+def test_front_end_files_are_inlined_as_shipped():
+    """The page carries the package's view.js (indentation dropped) and view.css (comments and
+    line breaks dropped), read from the installed package."""
+    from importlib import resources
+
+    files = resources.files("book.viz")
+    page = AttentionView(causal_attention(), tokens_for(5))._repr_html_()
+    element_id = re.search(r'id="(attention-view-[^"]+)"', page).group(1)
+    (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
+    source = files.joinpath("view.js").read_text(encoding="utf-8").replace("__ELEMENT_ID__", element_id)
+    assert script.splitlines() == [line.strip() for line in source.splitlines() if line.strip()]
+    (style,) = re.findall(r"<style>(.*?)</style>", page, re.S)
+    css = files.joinpath("view.css").read_text(encoding="utf-8")
+    assert ".attention-view .av-title{font-weight:600;margin-bottom:.3em}" in css and style in css.replace("\n", "")
+    assert "/*" not in style and "\n" not in style and style.count("{") == style.count("}") > 10
+
+
+def test_the_script_parses_as_javascript(tmp_path):
+    """``node --check`` on the script exactly as a page runs it (required under CI=true)."""
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is required under CI (apt-get install nodejs)")
+        pytest.skip("node is not installed")
+    page = AttentionView(causal_attention(), tokens_for(5))._repr_html_()
+    (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
+    path = tmp_path / "view.js"
+    path.write_text(script, encoding="utf-8")
+    result = subprocess.run([node, "--check", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_ids_are_unique_and_deterministic():
     attention = causal_attention()
     first, second = AttentionView(attention, tokens_for(5)), AttentionView(attention, tokens_for(5))
@@ -133,7 +168,10 @@ def test_causal_detection_and_override():
 
 
 def test_float16_rounding_is_accepted():
-    AttentionView(causal_attention(2, 2, 64).half(), tokens_for(64))
+    attention = causal_attention(2, 2, 64).half()  # rows sum to 1 only within float16's rounding
+    view = AttentionView(attention, tokens_for(64))
+    assert view.causal is True and view.shape == (2, 2, 64, 64)
+    np.testing.assert_allclose(view.shown_weights(), attention.double().numpy(), atol=0.5 / 255 + 1e-9)
 
 
 # ---------------------------------------------------------------- errors
