@@ -16,7 +16,8 @@ def check(name: str, test: Callable[[], None]) -> None:
     try:
         test()
     except NotImplementedError:  # the stub is still there
-        print(f"{FAILED} {name}: not attempted yet. Write your answer in the exercise cell, run it, then run this check.")
+        print(f"{FAILED} {name}: not attempted yet. Write your answer in the exercise cell, run it, "
+              "then run this check.")
     except NameError as error:  # the answer was never run, or it uses a name that does not exist
         print(f"{FAILED} {name}: {error}. If that is the name the exercise asks for, run your answer's cell "
               f"first; otherwise check its spelling in your code.")

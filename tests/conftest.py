@@ -40,7 +40,8 @@ def built_book():
     """The static book in _build/html, built with warnings as errors unless already up to date."""
     built = _build_time()
     if built is None or built < _newest_source_time():
-        command = ["flock", "/tmp/book-build.lock", str(pathlib.Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
+        jupyter_book = str(pathlib.Path(sys.executable).parent / "jupyter-book")
+        command = ["flock", "/tmp/book-build.lock", jupyter_book, "build", str(ROOT),
                    "--warningiserror", "--nitpick", "--keep-going"]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
         assert result.returncode == 0, "the book does not build:\n" + (result.stdout + result.stderr)[-4000:]

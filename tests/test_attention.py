@@ -7,8 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from book.attention import (AttentionOnlyLanguageModel, AttentionShapeError, Linear, LoopedMultiHeadAttention,
-                            MultiHeadAttention, causal_mask, scaled_dot_product_attention)
+from book.attention import (
+    AttentionOnlyLanguageModel,
+    AttentionShapeError,
+    Linear,
+    LoopedMultiHeadAttention,
+    MultiHeadAttention,
+    causal_mask,
+    scaled_dot_product_attention,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from test_viz import decode_weights
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -80,7 +79,8 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def origin(built_book):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(built_book)))
+    handler = functools.partial(QuietHandler, directory=str(built_book))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -144,7 +144,8 @@ class Visit:
 
     def state(self, element_id) -> dict:
         return self.view(element_id).evaluate(
-            "v => ({layer: v.dataset.layer, head: v.dataset.head, query: +v.dataset.query, direction: v.dataset.direction})")
+            "v => ({layer: v.dataset.layer, head: v.dataset.head, query: +v.dataset.query, "
+            "direction: v.dataset.direction})")
 
     def close(self):
         self.context.close()
@@ -261,8 +262,10 @@ def test_layer_and_head_selection_change_what_is_shown(built_book, visit):
     query = len(view["payload"]["tokens"]) - 1
     root.locator(".av-token").nth(query).click()
     opened.page.mouse.move(0, 0)
-    assert opened.state(element_id) == {"layer": str(last_layer), "head": str(last_head), "query": query, "direction": "to"}
-    np.testing.assert_array_equal([c["weight"] for c in opened.chips(element_id)], weights[last_layer, last_head, query])
+    expected = {"layer": str(last_layer), "head": str(last_head), "query": query, "direction": "to"}
+    assert opened.state(element_id) == expected
+    shown = [c["weight"] for c in opened.chips(element_id)]
+    np.testing.assert_array_equal(shown, weights[last_layer, last_head, query])
     assert matrix.evaluate("c => c.toDataURL()") != before, "the map did not change"
     assert not np.array_equal(weights[last_layer, last_head, query], weights[0, 0, query]), "the example should differ"
 
@@ -280,7 +283,8 @@ def test_overview_grid_selects_a_map(built_book, visit):
     assert root.locator(".av-thumb.av-current").count() == 1
     assert "av-current" in thumb.get_attribute("class")
     painted = thumb.locator("canvas").evaluate(
-        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 === 3 && v > 0)")
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+        ".some((v, i) => i % 4 === 3 && v > 0)")
     assert painted, "the thumbnail is blank"
 
 
@@ -332,7 +336,8 @@ def test_screenshots_light_dark_and_phone(built_book, visit):
     root.screenshot(path=str(ARTIFACTS / "attention-view.png"))
     light_text = root.locator(".av-token").first.evaluate("c => getComputedStyle(c).color")
 
-    opened.page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; document.documentElement.dataset.mode = 'dark'; }")
+    opened.page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; "
+                         "document.documentElement.dataset.mode = 'dark'; }")
     opened.page.wait_for_timeout(200)
     root.locator(".av-token").nth(2).hover()
     root.screenshot(path=str(ARTIFACTS / "attention-view-dark.png"))
@@ -345,7 +350,8 @@ def test_screenshots_light_dark_and_phone(built_book, visit):
     heat = root.evaluate("v => getComputedStyle(v).getPropertyValue('--av-heat').trim()")
     assert heat.replace(" ", "") == "88,166,255", "the dark theme's colours are not applied"
 
-    phone = visit(APPENDIX, viewport={"width": 375, "height": 800}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    phone = visit(APPENDIX, viewport={"width": 375, "height": 800}, device_scale_factor=2, is_mobile=True,
+                  has_touch=True)
     phone_root = phone.view(view["id"])
     phone_root.scroll_into_view_if_needed()
     width = phone_root.evaluate("v => [v.scrollWidth, v.clientWidth, v.getBoundingClientRect().right]")

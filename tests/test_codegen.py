@@ -8,8 +8,8 @@ import torch
 
 from book import train
 from book.applications import TaskError, codegen, exact_match
-from book.experiments import code_adaptation
 from book.data import DataError, load_code_corpus
+from book.experiments import code_adaptation
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
 

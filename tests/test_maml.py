@@ -6,8 +6,19 @@ from torch import nn
 from torch.func import functional_call
 from torch.testing import assert_close
 
-from book.maml import (TaskBatch, TaskBatchError, adapt, apply_gradients, finetune_curve, maml_gradient, maml_loss,
-                       parameters_of, reptile_gradient, split_support_query, task_loss)
+from book.maml import (
+    TaskBatch,
+    TaskBatchError,
+    adapt,
+    apply_gradients,
+    finetune_curve,
+    maml_gradient,
+    maml_loss,
+    parameters_of,
+    reptile_gradient,
+    split_support_query,
+    task_loss,
+)
 
 INNER_LR = 0.1
 
@@ -19,7 +30,9 @@ def tiny_network():
 
 def tiny_tasks(tasks=3, shots=4, queries=5, seed=1):
     g = torch.Generator().manual_seed(seed)
-    shape = lambda n, d: (tasks, n, d)
+    def shape(n, d):
+        return (tasks, n, d)
+
     return TaskBatch(torch.randn(shape(shots, 2), generator=g, dtype=torch.float64),
                      torch.randn(shape(shots, 1), generator=g, dtype=torch.float64),
                      torch.randn(shape(queries, 2), generator=g, dtype=torch.float64),
@@ -61,8 +74,12 @@ def test_meta_gradient_matches_finite_differences():
     g = torch.Generator().manual_seed(3)
     direction = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
     eps = 1e-6
-    shifted = lambda sign: {k: v + sign * eps * direction[k] for k, v in params.items()}
-    loss_at = lambda p: maml_loss(net, p, tasks, loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=2)
+    def shifted(sign):
+        return {k: v + sign * eps * direction[k] for k, v in params.items()}
+
+    def loss_at(p):
+        return maml_loss(net, p, tasks, loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=2)
+
     numeric = (loss_at(shifted(1)) - loss_at(shifted(-1))) / (2 * eps)
     analytic = sum((gradients[k] * direction[k]).sum() for k in params)
     assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
@@ -72,7 +89,9 @@ def test_first_order_approaches_second_order_as_the_inner_step_shrinks():
     """The dropped term is -alpha * Hessian * query gradient: it vanishes with alpha."""
     net, tasks = tiny_network(), tiny_tasks()
     params = parameters_of(net)
-    flat = lambda d: torch.cat([v.flatten() for v in d.values()])
+    def flat(d):
+        return torch.cat([v.flatten() for v in d.values()])
+
     gaps = []
     for alpha in (0.02, 0.01):
         second, _ = maml_gradient(net, params, tasks, loss_fn=F.mse_loss, inner_lr=alpha)

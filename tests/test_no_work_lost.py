@@ -5,13 +5,14 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_cli import TEXT, assert_clean_error, run
 
 from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from book.distributed import DistributedError, resolve_device
 from book.model import GPT
 from book.tokenize import CharTokenizer
 from book.training import make_optimizer
-from test_cli import TEXT, assert_clean_error, run
+
 
 def snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else None

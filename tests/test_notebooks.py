@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from book.tooling.colab import is_setup_cell
 from book.exercise import PASSED
+from book.tooling.colab import is_setup_cell
 
 CHAPTERS = sorted((pathlib.Path(__file__).parent.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))
 STRICT_SHARE = 0.75
@@ -91,7 +91,9 @@ def test_has_summary_and_checked_exercises(path):
                 for line in text_of(cell).splitlines() if line.startswith("#")]
     assert any(re.search(r"\bSummary\b", h) for h in headings), "no Summary section"
     assert any(re.search(r"\bExercises\b", h) for h in headings), "no Exercises section"
-    tagged = lambda tag: [c for c in notebook["cells"] if tag in c["metadata"].get("tags", [])]
+    def tagged(tag):
+        return [c for c in notebook["cells"] if tag in c["metadata"].get("tags", [])]
+
     solutions, checks = tagged("solution"), tagged("exercise-check")
     assert solutions, "no solution cells (tag: solution)"
     assert len(checks) >= len(solutions), "every solution needs a check cell (tag: exercise-check)"
@@ -121,3 +123,35 @@ def test_normalize_merges_adjacent_streams_of_one_channel():
     merged = merged_streams(outputs)
     assert [(o["name"], "".join(o["text"])) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "c\n"),
                                                                   ("stdout", "d\n")]
+
+
+MAX_LINE = 88
+NOTEBOOKS = sorted(CHAPTERS[0].parent.glob("*.ipynb")) if CHAPTERS else []
+
+
+def long_lines(notebook) -> list[str]:
+    """Each code or printed line over MAX_LINE characters, as 'cell N: source|output: line'."""
+    found = []
+    for number, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        pieces = [("source", text_of(cell))]
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "stream":
+                pieces.append(("output", "".join(output["text"])))
+            elif "text/plain" in output.get("data", {}) and not any(
+                    kind in output["data"] for kind in ("text/html", "image/png", "image/svg+xml")):
+                pieces.append(("output", "".join(output["data"]["text/plain"])))
+            elif output["output_type"] == "error":
+                pieces.append(("output", f"{output['ename']}: {output['evalue']}"))
+        for kind, text in pieces:
+            found += [f"cell {number}: {kind} ({len(line)}): {line[:60]}..." for line in text.splitlines()
+                      if len(line) > MAX_LINE]
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_and_printed_lines_fit_the_page(path):
+    """The book's column shows 88 characters; longer lines scroll sideways on every screen."""
+    found = long_lines(load(path))
+    assert not found, f"{len(found)} line(s) over {MAX_LINE} characters:\n" + "\n".join(found[:20])

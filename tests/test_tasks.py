@@ -4,8 +4,17 @@ import math
 import pytest
 import torch
 
-from book.tasks import (DialectFamily, MarkovChain, SpeakerFamily, Task, TaskError, bits, family,
-                        random_markov_chain, shared_tokenizer)
+from book.tasks import (
+    DialectFamily,
+    MarkovChain,
+    SpeakerFamily,
+    Task,
+    TaskError,
+    bits,
+    family,
+    random_markov_chain,
+    shared_tokenizer,
+)
 
 
 def test_dialect_tasks_have_the_asked_shapes_and_alphabet():
@@ -35,7 +44,8 @@ def test_tasks_are_determined_by_the_seed():
 def test_splits_do_not_share_dialects_or_plays():
     train = DialectFamily().chain("train", 0).transitions
     assert not torch.equal(train, DialectFamily().chain("test", 0).transitions)
-    plays = {split: {name.split("/")[0] for name in SpeakerFamily().speakers(split)} for split in ("train", "val", "test")}
+    plays = {split: {name.split("/")[0] for name in SpeakerFamily().speakers(split)}
+             for split in ("train", "val", "test")}
     assert not plays["train"] & plays["test"] and not plays["val"] & plays["test"] and not plays["train"] & plays["val"]
     assert len(SpeakerFamily().speakers("test")) >= 32
 

@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from book.tokenize import (PRETOKEN_PATTERN, BPETokenizer, CharTokenizer, UnknownCharacterError,
-                           pretokenize)
+from book.tokenize import PRETOKEN_PATTERN, BPETokenizer, CharTokenizer, UnknownCharacterError, pretokenize
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
         "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n")

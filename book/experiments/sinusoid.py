@@ -30,8 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from book.checkpoint import CheckpointError
-from book.maml import (TaskBatch, apply_gradients, finetune_curve, maml_gradient, parameters_of,
-                       reptile_gradient)
+from book.maml import TaskBatch, apply_gradients, finetune_curve, maml_gradient, parameters_of, reptile_gradient
 from book.paths import CHECKPOINTS as CHECKPOINTS_ROOT
 from book.stats import confidence_95  # noqa: F401  (re-exported: Chapter 5 checks intervals with it)
 
@@ -320,7 +319,8 @@ def lookup(rows, k: int, method: str, steps: int) -> dict:
 def format_table(rows, finetune_lr, shown_steps=(0, 1, 5, 10)) -> str:
     lines, any_diverged = [], False
     for k in sorted({row["K"] for row in rows}):
-        lines.append(f"K = {k}   (MSE on {EVAL_QUERIES} query points, mean ± 95% CI; pretrained fine-tunes with lr {finetune_lr[k]})")
+        lines.append(f"K = {k}   (MSE on {EVAL_QUERIES} query points, mean ± 95% CI; "
+                     f"pretrained fine-tunes with lr {finetune_lr[k]})")
         lines.append("method       " + "".join(f"{f'{s} steps':>18}" for s in shown_steps))
         for method in ALL_METHODS:
             cells = [lookup(rows, k, method, s) for s in shown_steps]
@@ -387,7 +387,8 @@ def _run(args) -> int:
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    report = {"results": rows, "test_tasks": args.tasks, "pretrained_finetune_lr": {str(k): v for k, v in finetune_lr.items()},
+    report = {"results": rows, "test_tasks": args.tasks,
+              "pretrained_finetune_lr": {str(k): v for k, v in finetune_lr.items()},
               "evaluation_seconds": round(seconds, 1)}
     if args.train or args.save_results:
         training = {m: {k: v for k, v in load_record(m, args.checkpoints).items() if k != "loss_log"} for m in METHODS}

@@ -12,7 +12,6 @@ says "Show the solution" rather than Jupyter Book's generic "Show code cell cont
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
 import nbformat

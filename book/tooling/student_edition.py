@@ -102,8 +102,8 @@ def _exercise_name(notebook, solution_cell, ordinal):
     for cell in cells[cells.index(solution_cell) + 1:]:
         if "exercise-check" in cell.metadata.get("tags", []):
             try:
-                call = next(node for node in ast.walk(ast.parse(cell.source))
-                            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "check")
+                call = next(node for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Call)
+                            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "check")
                 return ast.literal_eval(call.args[0])
             except (StopIteration, ValueError, IndexError, SyntaxError):
                 break

@@ -181,7 +181,8 @@ class AttentionView:
         if causal is None:
             causal = not attends_ahead and self.length > 1
         elif causal and attends_ahead:
-            raise ValueError("causal=True, but some token attends to a later position (a non-zero weight above the diagonal)")
+            raise ValueError("causal=True, but some token attends to a later position "
+                             "(a non-zero weight above the diagonal)")
         self.causal = bool(causal)
         self.attention = array.astype(np.float32)
         self._bytes = np.rint(np.clip(array, 0.0, 1.0) * QUANTISATION_LEVELS).astype(np.uint8)
