@@ -13,11 +13,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from book.embeddings import InputEmbedding
 
+
+# Chapter 2 (Attention), section: The linear layer
 class AttentionShapeError(ValueError):
     """Tensors whose shapes do not fit together, or a layer whose sizes cannot work."""
 
 
+# Chapter 2 (Attention), section: The linear layer
 class Linear(nn.Module):
     """The seed's linear layer ``y = W x + b``, applied to the last dimension of its input.
 
@@ -55,6 +59,7 @@ class Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+# Chapter 2 (Attention), section: Scaled dot-product attention, one step at a time > The causal mask
 def causal_mask(length: int, key_length: int | None = None, device=None) -> torch.Tensor:
     """Boolean mask of shape (length, key_length), True where query i may attend to key j, i.e. j <= i.
 
@@ -67,6 +72,7 @@ def causal_mask(length: int, key_length: int | None = None, device=None) -> torc
     return torch.ones(length, key_length, dtype=torch.bool, device=device).tril()
 
 
+# Chapter 2 (Attention), section: Scaled dot-product attention, one step at a time > The function
 def _check_attention_inputs(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
     for name, tensor in (("query", query), ("key", key), ("value", value)):
         if tensor.dim() < 2:
@@ -85,6 +91,7 @@ def _check_attention_inputs(query: torch.Tensor, key: torch.Tensor, value: torch
             f"value {tuple(value.shape)}") from None
 
 
+# Chapter 2 (Attention), section: Scaled dot-product attention, one step at a time > The function
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                  causal: bool = False, mask: torch.Tensor | None = None
                                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,6 +120,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     return weights @ value, weights
 
 
+# Chapter 2 (Attention), section: Multi-head attention
 class _MultiHeadParameters(nn.Module):
     """The parameters of multi-head attention: Q, K, V projections of every head in one layer, and the output layer."""
 
@@ -138,6 +146,7 @@ class _MultiHeadParameters(nn.Module):
         return f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}"
 
 
+# Chapter 2 (Attention), section: Multi-head attention > The readable version: a loop over heads
 class LoopedMultiHeadAttention(_MultiHeadParameters):
     """Multi-head attention computed one head at a time: slow, but it reads like the formula.
 
@@ -164,6 +173,7 @@ class LoopedMultiHeadAttention(_MultiHeadParameters):
         return self.out_proj(torch.cat(outputs, dim=-1)), torch.stack(weights, dim=1)
 
 
+# Chapter 2 (Attention), section: Multi-head attention > The batched version: heads as a tensor dimension
 class MultiHeadAttention(_MultiHeadParameters):
     """Multi-head (self-)attention with the heads as a batch dimension.
 
@@ -184,9 +194,7 @@ class MultiHeadAttention(_MultiHeadParameters):
         return self.out_proj(output), weights
 
 
-from book.embeddings import InputEmbedding
-
-
+# Chapter 2 (Attention), section: What attention looks like > Heads that learned something: a tiny model trained on Shakespeare
 class AttentionOnlyLanguageModel(nn.Module):
     """The smallest language model with attention: embeddings, one causal multi-head attention layer, read-out.
 

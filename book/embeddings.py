@@ -6,12 +6,14 @@ import torch
 from torch import nn
 
 
+# Chapter 1 (From text to vectors), section: 1.4 Positions: $p_i = P(i)$ and $z_i = e_i + p_i$
 def _check_positive(**sizes: int) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+# Chapter 1 (From text to vectors), section: 1.4 Positions: $p_i = P(i)$ and $z_i = e_i + p_i$
 def sinusoidal_positional_encoding(context_length: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """The (context_length, d_model) table of Vaswani et al. (2017), row i being p_i.
 
@@ -31,9 +33,11 @@ def sinusoidal_positional_encoding(context_length: int, d_model: int, base: floa
     return table.float()
 
 
+# Chapter 1 (From text to vectors), section: 1.4 Positions: $p_i = P(i)$ and $z_i = e_i + p_i$
 POSITIONAL_KINDS = ("sinusoidal", "learned")
 
 
+# Chapter 1 (From text to vectors), section: 1.4 Positions: $p_i = P(i)$ and $z_i = e_i + p_i$
 class PositionalEncoding(nn.Module):
     """p_i = P(i) for positions 0 to context_length - 1: a fixed sinusoidal table or a learned one."""
 
@@ -58,6 +62,7 @@ class PositionalEncoding(nn.Module):
         return self.table[:seq_len]
 
 
+# Chapter 1 (From text to vectors), section: 1.4 Positions: $p_i = P(i)$ and $z_i = e_i + p_i$
 class InputEmbedding(nn.Module):
     """z_i = E(x_i) + P(i): the vector a Transformer receives for the token x_i at position i."""
 

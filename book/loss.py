@@ -12,10 +12,12 @@ import math
 import torch
 
 
+# Chapter 3 (The loss), section: From scores to probabilities to a loss
 class LossInputError(ValueError):
     """Scores and targets that cannot be compared: wrong shapes, types or ids."""
 
 
+# Chapter 3 (The loss), section: From scores to probabilities to a loss
 def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log(softmax(logits)) along ``dim``, computed without overflow (the max trick)."""
     # log(e^s_c / sum e^s) = (s_c - m) - log sum e^(s - m) for any m; with m = max s every
@@ -24,6 +26,7 @@ def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 
 
+# Chapter 3 (The loss), section: From scores to probabilities to a loss
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """The negative log-likelihood -log p(target | context) of each target, from unnormalised scores.
 
@@ -50,16 +53,19 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = 
     raise LossInputError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+# Chapter 3 (The loss), section: From scores to probabilities to a loss
 def nats_to_bits(loss: float) -> float:
     """A loss in nats (natural log) in bits (log base 2): divide by ln 2."""
     return loss / math.log(2)
 
 
+# Chapter 3 (The loss), section: From scores to probabilities to a loss
 def perplexity(loss: float) -> float:
     """exp(loss): the number of equally likely choices that would be as uncertain as the model."""
     return math.exp(loss)
 
 
+# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity > A count-based bigram model
 class BigramModel:
     """p(next | previous) from counted pairs, with additive smoothing: (n_ab + alpha) / (n_a + alpha V).
 
@@ -97,6 +103,7 @@ class BigramModel:
         return -self.log_probs()[ids[:-1].long(), ids[1:].long()].mean().item()
 
 
+# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity > A count-based bigram model
 def _check_ids(ids: torch.Tensor, vocab_size: int) -> None:
     if ids.dim() != 1 or len(ids) < 2:
         raise LossInputError(f"token ids must be a 1-D tensor of at least 2 tokens, got shape {tuple(ids.shape)}")

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import operator
+import os
+import re
+from collections import Counter
 from collections.abc import Iterable
 
+from tqdm.auto import tqdm
 
+
+# Chapter 1 (From text to vectors), section: 1.1 Characters
 class UnknownCharacterError(ValueError):
     """The text holds a character that the tokenizer's vocabulary does not have."""
 
 
+# Chapter 1 (From text to vectors), section: 1.1 Characters
 def _unknown_characters(text: str, known, tokenizer) -> UnknownCharacterError:
     """The error for ``text`` holding characters outside ``known``, naming them and where."""
     unknown = sorted(set(text) - set(known))
@@ -19,6 +26,7 @@ def _unknown_characters(text: str, known, tokenizer) -> UnknownCharacterError:
         f"(first at position {first}); the vocabulary is {tokenizer!r}")
 
 
+# Chapter 1 (From text to vectors), section: 1.1 Characters
 def _check_ids(ids: Iterable[int], vocab_size: int, what: str) -> list[int]:
     """``ids`` as a list of ints, or a ValueError naming the first id outside the vocabulary."""
     checked = []
@@ -34,6 +42,7 @@ def _check_ids(ids: Iterable[int], vocab_size: int, what: str) -> list[int]:
     return checked
 
 
+# Chapter 1 (From text to vectors), section: 1.1 Characters
 class CharTokenizer:
     """One token per character; the id of a character is its position in ``vocabulary``."""
 
@@ -83,8 +92,7 @@ class CharTokenizer:
         return f"CharTokenizer(vocab_size={self.vocab_size}, vocabulary={preview!r})"
 
 
-import re
-
+# Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Pre-tokenization
 # A pre-token is a word with the space before it, a number, a run of punctuation, a run of
 # newlines or a run of other spaces. Merges never cross these boundaries, so a token is
 # never half of one word and half of the next. Letters are [^\W\d_]: any alphabet, not only ASCII.
@@ -97,22 +105,19 @@ PRETOKEN_PATTERN = (r" ?[^\W\d_]+(?:'[^\W\d_]+)*"  # a word, its leading space, 
 _PRETOKEN = re.compile(PRETOKEN_PATTERN)
 
 
+# Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Pre-tokenization
 def pretokenize(text: str) -> list[str]:
     """Split ``text`` into pre-tokens; joining them gives ``text`` back exactly."""
     return _PRETOKEN.findall(text)
 
 
-import os
-from collections import Counter
-from collections.abc import Iterable
-
-from tqdm.auto import tqdm
-
+# Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Training
 def _progress_hidden() -> bool:
     # tqdm's notebook bars force disable=False and so ignore TQDM_DISABLE; honour it here.
     return os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
 
 
+# Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Training
 def _merge_pair(symbols: tuple[int, ...], pair: tuple[int, int], new_id: int) -> tuple[int, ...]:
     """Replace each occurrence of ``pair`` in ``symbols`` by ``new_id``, scanning left to right."""
     merged, i = [], 0
@@ -126,10 +131,12 @@ def _merge_pair(symbols: tuple[int, ...], pair: tuple[int, int], new_id: int) ->
     return tuple(merged)
 
 
+# Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Training
 def _pairs(symbols: tuple[int, ...]) -> Counter:
     return Counter(zip(symbols, symbols[1:]))
 
 
+# Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Training
 class BPETokenizer:
     """Byte-pair encoding over characters (Sennrich et al., 2016), learned on pre-tokenized words.
 
