@@ -1,4 +1,4 @@
-"""Data-parallel training on several processes or machines, as launched by ``torchrun``.
+"""Data-parallel training on several processes or machines, as launched by ``torchrun`` (appendix "Scaling out").
 
     torchrun --standalone --nproc_per_node=2 -m book.train --data input.txt --out runs/ddp
 

@@ -1,4 +1,4 @@
-"""Automatic checks for the exercises at the end of each chapter.
+"""Automatic checks for the exercises at the end of each chapter (every chapter imports it).
 
 A check cell calls :func:`check` with the exercise's name and a function that
 asserts what a correct answer does. The student sees a verdict, not a traceback.

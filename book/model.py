@@ -1,4 +1,4 @@
-"""The GPT language model, whole, in one file.
+"""The GPT language model, whole, in one file, derived step by step in Chapter 4 (The full Transformer).
 
 A decoder-only Transformer: token and position embeddings, a stack of pre-LayerNorm
 blocks (causal self-attention, then an MLP, each added back to a residual stream),

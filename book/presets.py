@@ -1,4 +1,4 @@
-"""Named model sizes and training budgets for ``python -m book.train --preset NAME``.
+"""Named model sizes and training budgets for ``python -m book.train --preset NAME`` (Chapter 4 trains with them).
 
 A preset fixes everything but the vocabulary, which comes from the text.
 """

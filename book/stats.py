@@ -1,4 +1,4 @@
-"""The small statistics every experiment of the book reports with, in one place."""
+"""The small statistics every experiment of the book reports with, in one place (Chapters 5 and 6)."""
 from __future__ import annotations
 
 import math

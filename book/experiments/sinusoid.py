@@ -1,5 +1,7 @@
 """Sinusoid regression, the MAML paper's first benchmark (Finn, Abbeel and Levine, ICML 2017, section 5.1).
 
+Chapter 5 (MAML) runs it and reads its shipped results.
+
 A task is a sine wave $y = A \\sin(x - \\varphi)$ with amplitude $A \\sim U[0.1, 5]$ and phase
 $\\varphi \\sim U[0, \\pi]$; inputs $x \\sim U[-5, 5]$. The learner sees K points of a new wave and
 must predict the rest of it. The network is the paper's: 1-40-40-1 with ReLU; training uses K=10

@@ -1,4 +1,4 @@
-"""An interactive view of a Transformer's attention, self-contained in one HTML block.
+"""An interactive view of a Transformer's attention, self-contained in one HTML block (Chapter 2 and its appendix).
 
 ``AttentionView(attention, tokens)`` renders the attention weights of every layer and head
 for one sequence. In a notebook, the last expression of a cell being a view displays it;
