@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick    # the kernels only, in under two minutes
     python benchmarks/run.py --json     # machine-readable: {"results": [{"name", "ratio", "a", "b", "unit"}]}
     python benchmarks/run.py --save benchmarks/results.json   # what the Performance appendix shows
+    python benchmarks/run.py --only memory threads            # some of the measurements
 
 Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for the book's version):
 - training throughput of the book's GPT against the same model computing attention head by head
@@ -15,6 +16,10 @@ Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for t
   ``book.maml``'s autograd engine) against one training step over the same windows: the cost
   of MAML's arithmetic (here the ratio is a cost multiple: smaller is cheaper);
 - training on two data-parallel processes (``torchrun``) against one process using every core;
+- the commands' thread settings against PyTorch's default, OMP_WAIT_POLICY=PASSIVE and one
+  thread, on an idle machine and on one busy with other work (the ratio is a cost, at most 1.5);
+- the peak memory of training on a generated text file against the file's size (100 MB, and 1 GB
+  in the full run; here the ratio is a cost: smaller is better);
 - each chapter notebook's execution time against the three-minute budget (full run only).
 """
 from __future__ import annotations
@@ -253,6 +258,146 @@ def bench_data_parallel(quick):
                    f"1 process x {cores} threads vs 2 processes x {max(cores // 2, 1)} thread(s)")]
 
 
+# ----------------------------------------------------------------------------- threads and OpenMP
+
+THREAD_PROBE = """
+import json, statistics, sys, time
+import book.cpu  # noqa: F401  (the commands' settings, when the probe asks for them)
+import torch
+from book.generate import generate
+from book.model import GPT, GPTConfig
+from book.presets import get_preset
+from book.training import optimizer_for
+
+steps = int(sys.argv[1])
+preset = get_preset("nanogpt-cpu")
+config = GPTConfig(vocab_size=65, **preset.model)
+torch.manual_seed(0)
+model = GPT(config)
+optimizer = optimizer_for(model, preset.training)
+x = torch.randint(65, (preset.training.batch_size, config.context_length))
+y = torch.randint(65, x.shape)
+times = []
+for _ in range(steps + 2):
+    start = time.perf_counter()
+    _, loss = model(x, y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    times.append(time.perf_counter() - start)
+prompt = torch.zeros(1, 1, dtype=torch.long)
+generate(model.eval(), prompt, max_new_tokens=10, do_sample=False)
+start = time.perf_counter()
+generate(model, prompt, max_new_tokens=60, do_sample=False)
+print(json.dumps({"train_ms": 1000 * statistics.median(times[2:]),
+                  "generate_ms": 1000 * (time.perf_counter() - start) / 60, "threads": torch.get_num_threads()}))
+"""
+
+
+def thread_settings():
+    """The settings compared: name -> environment. The book's is what its commands set (book.cpu)."""
+    cores = os.cpu_count() or 1
+    return {
+        f"PyTorch's default ({cores} threads, spinning)": {"BOOK_CPU_DEFAULTS": "0"},
+        f"OMP_WAIT_POLICY=PASSIVE ({cores} threads)": {"BOOK_CPU_DEFAULTS": "0", "OMP_WAIT_POLICY": "PASSIVE"},
+        "one thread": {"BOOK_CPU_DEFAULTS": "0", "OMP_NUM_THREADS": "1"},
+        "the book's commands": {},
+    }
+
+
+def bench_threads(quick):
+    """Each thread setting against the best one, on an idle machine and on one busy with other work.
+
+    "Busy" is simulated: one CPU-burning process per core runs for the duration of that half. The
+    ratio of a row is the setting's time over the best setting's time in the same condition (a
+    cost: 1.0 is the best, and the book's setting must stay within 1.5).
+    """
+    cores = os.cpu_count() or 1
+    steps = 5 if quick else 30
+    settings = thread_settings()
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "BOOK_CPU_DEFAULTS")}
+
+    def measure():
+        timings = {}
+        for name, extra in settings.items():
+            output = subprocess.run([sys.executable, "-c", THREAD_PROBE, str(steps)], capture_output=True, text=True,
+                                    check=True, cwd=ROOT, env={**environment, "PYTHONPATH": str(ROOT), **extra}).stdout
+            timings[name] = json.loads(output.strip().splitlines()[-1])
+            print(f"threads: {name}: {timings[name]}", file=sys.stderr, flush=True)
+        return timings
+
+    print("threads: idle machine", file=sys.stderr, flush=True)
+    idle = measure()
+    print(f"threads: busy machine ({cores} CPU-burning processes)", file=sys.stderr, flush=True)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        busy = measure()
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    results = []
+    for condition, timings in (("idle machine", idle), (f"busy machine ({cores} other processes)", busy)):
+        for workload, key in (("training step", "train_ms"), ("generated token", "generate_ms")):
+            best = min(timing[key] for timing in timings.values())
+            listing = "; ".join(f"{name}: {timing[key]:.1f}" for name, timing in timings.items())
+            for name in (f"PyTorch's default ({cores} threads, spinning)", "the book's commands"):
+                results.append(result(f"threads, {condition}, ms per {workload}: {name} vs the best setting",
+                                      timings[name][key], best, "ms",
+                                      f"nanogpt-cpu model; ratio = cost multiple (target <= 1.5); {listing}"))
+    return results
+
+
+# ------------------------------------------------------------------------------------ memory
+
+PEAK_MEMORY = """
+import json, resource, sys
+from book.train import main
+status = main(sys.argv[1:])
+print(json.dumps({"status": status, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_text(path: pathlib.Path, size: int) -> None:
+    """A text file of ``size`` bytes: the Shakespeare corpus, over and over."""
+    from book.data import load_corpus
+
+    piece = load_corpus().text.encode()
+    with path.open("wb") as handle:
+        for start in range(0, size, len(piece)):
+            handle.write(piece[:size - start])
+
+
+def bench_memory(quick):
+    """Peak memory of ``python -m book.train`` on a generated text file, against the file's size.
+
+    The training process reports its own peak resident memory (``ru_maxrss``), which counts the
+    Python interpreter and PyTorch (about 0.3 GB) as well as the data.
+    """
+    import tempfile
+
+    sizes = [100_000_000] if quick else [100_000_000, 1_000_000_000]
+    results = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            path = pathlib.Path(folder) / "text.txt"
+            write_text(path, size)
+            command = [sys.executable, "-c", PEAK_MEMORY, "--data", str(path), "--preset", "tiny", "--iters", "20",
+                       "--eval-interval", "20", "--final-eval-iters", "1", "--out", str(pathlib.Path(folder) / "out"),
+                       "--quiet"]
+            started = time.perf_counter()
+            output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+            seconds = time.perf_counter() - started
+        report = json.loads(output.strip().splitlines()[-1])
+        megabytes = size / 1e6
+        results.append(result(f"training memory: peak vs text size, {megabytes:,.0f} MB of text", report["peak_mb"],
+                              megabytes, "MB", f"python -m book.train --preset tiny, 20 steps, {seconds:.0f} s in all; "
+                              "ratio = peak resident memory / text size (smaller is better)"))
+    return results
+
+
 # -------------------------------------------------------------------------------- notebooks
 
 def bench_notebooks():
@@ -279,17 +424,28 @@ def machine():
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
 
 
+# In the order they run: compilation last, since its worker processes can disturb the others.
+BENCHMARKS = {
+    "training": bench_training, "generation": bench_generation, "maml": bench_maml, "metagpt": bench_metagpt,
+    "data-parallel": bench_data_parallel, "memory": bench_memory, "threads": bench_threads,
+    "notebooks": lambda quick: bench_notebooks(), "compile": lambda quick: bench_compile(),
+}
+FULL_RUN_ONLY = {"notebooks", "compile"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="kernels only, fewer repetitions (under two minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--save", type=pathlib.Path, help="also write the JSON to this file")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
+                        help=f"run only these measurements: {', '.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    results = (bench_training(args.quick) + bench_generation(args.quick) + bench_maml(args.quick)
-               + bench_metagpt(args.quick) + bench_data_parallel(args.quick))
-    if not args.quick:
-        results += bench_notebooks() + bench_compile()
+    names = args.only or [name for name in BENCHMARKS if not args.quick or name not in FULL_RUN_ONLY]
+    results = []
+    for name in names:
+        results += BENCHMARKS[name](args.quick)
     report = {"machine": machine(), "quick": args.quick, "seconds": round(time.perf_counter() - started, 1),
               "results": results}
     if args.save:

@@ -10,6 +10,9 @@ reshaped by ``temperature``, ``top_k`` and ``top_p``.
 """
 from __future__ import annotations
 
+import book.cpu  # noqa: F401  (before PyTorch: OpenMP reads its settings once, when it loads)
+
+# isort: split
 import argparse
 import math
 import sys
@@ -17,7 +20,7 @@ import sys
 import torch
 from torch.nn import functional as F
 
-from book.errors import BookError
+from book.errors import BookError, CommandParser
 from book.model import GPT, ModelError
 
 
@@ -124,7 +127,7 @@ def complete(model: GPT, tokenizer, prompt: str, **options) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m book.generate", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m book.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="folder written by python -m book.train")
     parser.add_argument("--prompt", required=True, help="the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="characters to add (default 200)")
@@ -139,6 +142,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 MAX_NEW_TOKENS = 100_000  # a long book chapter; beyond that, generate in a loop of your own
+MAX_SEED = 2**63 - 1
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """Refuse settings that make no sense before the checkpoint is read or anything is printed."""
+    if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+        raise GenerationError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens}")
+    if not args.greedy and not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise GenerationError(f"--temperature must be a positive finite number, got {args.temperature}")
+    if args.top_k is not None and args.top_k <= 0:
+        raise GenerationError(f"--top-k must be a positive integer, got {args.top_k}")
+    if args.top_p is not None and not (math.isfinite(args.top_p) and 0 < args.top_p <= 1):
+        raise GenerationError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise GenerationError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
+    if not args.prompt:
+        raise GenerationError("the prompt is empty: give at least one character")
 
 
 def main(argv=None) -> int:
@@ -148,15 +168,9 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     try:
-        if not 0 <= args.max_new_tokens <= MAX_NEW_TOKENS:
-            raise GenerationError(f"--max-new-tokens must be between 0 and {MAX_NEW_TOKENS:,}, "
-                                  f"got {args.max_new_tokens}")
-        if not args.greedy and not (math.isfinite(args.temperature) and args.temperature > 0):
-            raise GenerationError(f"--temperature must be a positive finite number, got {args.temperature}")
+        check_settings(args)
         device = resolve_device(args.device)
         checkpoint = load_checkpoint(args.checkpoint, device=device)
-        if not args.prompt:
-            raise GenerationError("the prompt is empty: give at least one character")
         try:
             checkpoint.tokenizer.encode(args.prompt)
         except UnknownCharacterError as error:

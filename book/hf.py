@@ -28,9 +28,10 @@ import sys
 
 import torch
 
-from book.errors import BookError
+from book.errors import BookError, CommandParser
 from book.model import ACTIVATIONS, GPT, GPTConfig
-from book.tokenize import CharTokenizer
+from book.paths import removed_on_failure, unwritable_reason
+from book.tokenize import PRETOKEN_PATTERN, BPETokenizer, CharTokenizer
 
 
 class ExportError(BookError):
@@ -128,19 +129,27 @@ def to_gpt2(model: GPT):
     return hf_model.eval()
 
 
-def fast_tokenizer(tokenizer: CharTokenizer, context_length: int | None = None):
-    """A ``PreTrainedTokenizerFast`` with the same character ids as ``tokenizer``.
+def fast_tokenizer(tokenizer: CharTokenizer | BPETokenizer, context_length: int | None = None):
+    """A ``PreTrainedTokenizerFast`` with the same ids as ``tokenizer`` (either of the book's two).
 
-    A BPE model without merges cuts text into single characters; with no pre-tokenizer the
-    whole text is one "word", so spaces and newlines are ordinary tokens, and the ``Fuse``
-    decoder joins tokens with nothing in between. Characters outside the vocabulary are
-    dropped by ``tokenizers`` (there is no unknown token): check text with ``CharTokenizer``.
+    A character tokenizer becomes a BPE model without merges, which cuts text into single
+    characters; with no pre-tokenizer the whole text is one "word", so spaces and newlines are
+    ordinary tokens. A BPE tokenizer keeps its merges, in the order learned, and its pre-tokens
+    (the same regular expression splits the text first). The ``Fuse`` decoder joins tokens with
+    nothing in between. Characters outside the vocabulary are dropped by ``tokenizers`` (there is
+    no unknown token): check text with the book's tokenizer first.
     """
-    from tokenizers import Tokenizer, decoders, models
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = dict(tokenizer.char_to_id)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    if isinstance(tokenizer, CharTokenizer):
+        core = Tokenizer(models.BPE(vocab=dict(tokenizer.char_to_id), merges=[]))
+    elif isinstance(tokenizer, BPETokenizer):
+        core = Tokenizer(models.BPE(vocab=dict(tokenizer.vocab), merges=[tuple(pair) for pair in tokenizer.merges]))
+        core.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKEN_PATTERN), behavior="isolated")
+    else:
+        raise ExportError(f"cannot export a {type(tokenizer).__name__}; the book's tokenizers are CharTokenizer "
+                          f"and BPETokenizer")
     core.decoder = decoders.Fuse()
     limits = {} if context_length is None else {"model_max_length": context_length}
     return PreTrainedTokenizerFast(tokenizer_object=core, clean_up_tokenization_spaces=False,
@@ -159,17 +168,20 @@ def export(checkpoint_dir, out_dir, *, force: bool = False) -> pathlib.Path:
         raise ExportError(f"{out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ExportError(f"{out_dir} exists and is not empty; pass --force to overwrite it")
-    checkpoint = load_checkpoint(checkpoint_dir)
-    hf_model = to_gpt2(checkpoint.model)
-    hf_tokenizer = fast_tokenizer(checkpoint.tokenizer, checkpoint.config.context_length)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with removed_on_failure(out_dir):  # a folder made by the check goes again if the checkpoint is bad
+        reason = unwritable_reason(out_dir)
+        if reason:
+            raise ExportError(f"--out {out_dir} cannot be written ({reason})")
+        checkpoint = load_checkpoint(checkpoint_dir)
+        hf_model = to_gpt2(checkpoint.model)
+        hf_tokenizer = fast_tokenizer(checkpoint.tokenizer, checkpoint.config.context_length)
     hf_model.save_pretrained(out_dir, safe_serialization=True)
     hf_tokenizer.save_pretrained(out_dir)
     return out_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m book.hf", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m book.hf", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export_parser = commands.add_parser("export", help="write a checkpoint as a transformers GPT-2 folder")
     export_parser.add_argument("--checkpoint", required=True, help="folder written by python -m book.train")
@@ -184,7 +196,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         out = export(args.checkpoint, args.out, force=args.force)
-    except (CheckpointError, ExportError) as error:
+    except (CheckpointError, ExportError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {out} (load it with transformers.pipeline('text-generation', model={str(out)!r}))")

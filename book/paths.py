@@ -5,6 +5,7 @@ work starts instead of after it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 
@@ -25,3 +26,23 @@ def unwritable_reason(folder: pathlib.Path) -> str | None:
     except OSError as error:
         return error.strerror or str(error)
     return None
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: pathlib.Path):
+    """If the block fails, remove ``folder`` and the parents it created again, as long as they are empty.
+
+    A command that checks its output folder first (creating it) and then fails on a bad input
+    leaves no empty folder behind.
+    """
+    folder = pathlib.Path(folder).absolute()
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]  # the deepest first
+    try:
+        yield
+    except BaseException:
+        for path in missing:
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise

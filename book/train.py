@@ -13,12 +13,15 @@ On several processes (one machine or many), launch the same command with ``torch
 value is a UTF-8 text file, of which the last 10% is held out for validation.
 The last line printed holds the results, e.g. ``step=2000 val_loss=1.8123 ms_per_iter=38.1``.
 
-On a machine busy with other work, ``OMP_WAIT_POLICY=PASSIVE`` makes PyTorch's idle threads
-sleep instead of spinning, which can make a step several times faster there; on an idle
-machine the default (spinning) is faster, so it is left to you.
+Threads: PyTorch uses one thread per core (--threads changes it), and this command makes the
+idle ones sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE, see book/cpu.py), which keeps a
+step within 1.5x of the fastest setting whether the machine is idle or busy with other work.
 """
 from __future__ import annotations
 
+import book.cpu  # noqa: F401  (before PyTorch: OpenMP reads its settings once, when it loads)
+
+# isort: split
 import argparse
 import dataclasses
 import datetime
@@ -31,13 +34,21 @@ import time
 
 import torch
 
-from book.checkpoint import META_FILE, CheckpointError, load_checkpoint, load_training_state, save_checkpoint
-from book.errors import BookError
 from book import distributed
-from book.data import (DataError, encode_text, encode_text_file, load_code_corpus, load_corpus, load_text_file,
-                       split_ids, split_text)
+from book.checkpoint import META_FILE, CheckpointError, load_checkpoint, load_training_state, save_checkpoint
+from book.data import (
+    DataError,
+    encode_text,
+    encode_text_file,
+    load_code_corpus,
+    load_corpus,
+    load_text_file,
+    split_ids,
+    split_text,
+)
+from book.errors import BookError, CommandParser
 from book.model import GPT, GPTConfig, ModelError
-from book.paths import unwritable_reason
+from book.paths import removed_on_failure, unwritable_reason
 from book.presets import PRESETS, get_preset
 from book.tokenize import CharTokenizer, UnknownCharacterError
 from book.training import TrainingError, estimate_loss, optimizer_for, train
@@ -48,7 +59,8 @@ class UsageError(BookError):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m book.train", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m book.train", description=__doc__.split("\n\n")[0],
+                           epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("--data", required=True,
                         help="a UTF-8 text file, 'corpus' for the book's Shakespeare or 'stdlib' for its Python code")
     parser.add_argument("--preset", default="nanogpt-cpu", choices=sorted(PRESETS),
@@ -58,7 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, help="number of optimisation steps (default: the preset's)")
     parser.add_argument("--seed", type=int, help="random seed for initialisation and batches")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps, where available")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for torch (default: one per core; idle threads sleep, set "
+                             "OMP_WAIT_POLICY=ACTIVE to make them spin, faster only on an idle machine)")
     parser.add_argument("--eval-interval", type=int, help="steps between evaluations (and checkpoints)")
     parser.add_argument("--final-eval-iters", type=int, default=200,
                         help="batches for the final validation loss (default 200; 0: the last periodic estimate)")
@@ -115,18 +129,36 @@ def check_output(out: pathlib.Path, *, resume: bool, force: bool) -> None:
         raise UsageError(f"--out {out} cannot be written ({reason})")
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_settings(args: argparse.Namespace, preset) -> dict:
+    """The preset's training settings this run replaces, refused when out of range (before any work)."""
+    for name in ("iters", "threads", "eval_interval"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.final_eval_iters < 0:
+        raise UsageError(f"--final-eval-iters must be 0 or more, got {args.final_eval_iters}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
+    names = {"iters": "max_steps", "seed": "seed", "eval_interval": "eval_interval"}
+    overrides = {key: getattr(args, name) for name, key in names.items() if getattr(args, name) is not None}
+    dataclasses.replace(preset.training, **overrides)  # a TrainingError if they do not fit together
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
-    check_output(pathlib.Path(args.out), resume=args.resume, force=args.force)
-    if args.threads is not None:
-        if args.threads <= 0:
-            raise UsageError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if args.iters is not None and args.iters <= 0:
-        raise UsageError(f"--iters must be positive, got {args.iters}")
     preset = get_preset(args.preset)
+    overrides = check_settings(args, preset)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    out = pathlib.Path(args.out)
     process, device = distributed.start(args.device)
     try:
-        status = _run(args, preset, process, device)
+        with removed_on_failure(out):  # an --out created by the check below goes again if the run fails
+            check_output(out, resume=args.resume, force=args.force)
+            status = _run(args, preset, overrides, process, device)
     except BaseException:
         distributed.stop(process, wait_for_others=False)
         raise
@@ -134,17 +166,9 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _run(args: argparse.Namespace, preset, process: distributed.Process, device: torch.device) -> int:
+def _run(args: argparse.Namespace, preset, overrides: dict, process: distributed.Process,
+         device: torch.device) -> int:
     out = pathlib.Path(args.out)
-
-    overrides = {}
-    if args.iters is not None:
-        overrides["max_steps"] = args.iters
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.eval_interval is not None:
-        overrides["eval_interval"] = args.eval_interval
-
     generator = torch.Generator()
     if args.resume:
         saved = load_checkpoint(out, device=device)
@@ -192,7 +216,8 @@ def _run(args: argparse.Namespace, preset, process: distributed.Process, device:
         print(f"training on {source}: {len(train_ids):,} {unit} ({len(val_ids):,} held out), vocabulary "
               f"{tokenizer.vocab_size}; {model.num_parameters():,} parameters; {tokens_per_step:,} tokens per "
               f"step, {start_step} -> {train_config.max_steps} steps; device {device}, "
-              f"{torch.get_num_threads()} threads, {process.world_size} process(es)", flush=True)
+              f"{torch.get_num_threads()} threads ({book.cpu.describe()}), {process.world_size} process(es)",
+              flush=True)
     started = time.perf_counter()
 
     if process.distributed:
@@ -258,7 +283,7 @@ def main(argv=None) -> int:
     try:
         return run(args)
     except (DataError, CheckpointError, ModelError, TrainingError, UsageError, UnknownCharacterError,
-            distributed.DistributedError, ValueError) as error:
+            distributed.DistributedError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

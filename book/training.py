@@ -119,7 +119,8 @@ def lr_schedule(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, m
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
+                   betas: tuple[float, float]) -> torch.optim.AdamW:
     """AdamW with weight decay on the matrices only.
 
     Weight decay pulls parameters towards zero. That is a useful brake on the weight

@@ -10,7 +10,7 @@ TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600,
                           env={"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
 
 
@@ -29,7 +29,8 @@ def trained(tmp_path_factory):
     data = folder / "richard.txt"
     data.write_text(TEXT, encoding="utf-8")
     out = folder / "model"
-    result = run("book.train", "--data", str(data), "--preset", "tiny", "--iters", "6", "--out", str(out), "--seed", "1")
+    result = run("book.train", "--data", str(data), "--preset", "tiny", "--iters", "6", "--out", str(out),
+                 "--seed", "1")
     assert result.returncode == 0, result.stderr
     return data, out, result
 
@@ -86,7 +87,8 @@ def test_train_rejects_bad_data(tmp_path, content, message):
 
 
 def test_generate_rejects_a_missing_checkpoint(tmp_path):
-    assert_clean_error(run("book.generate", "--checkpoint", str(tmp_path / "none"), "--prompt", "a"), "no such checkpoint")
+    assert_clean_error(run("book.generate", "--checkpoint", str(tmp_path / "none"), "--prompt", "a"),
+                       "no such checkpoint")
 
 
 def test_generate_rejects_a_mismatched_checkpoint(trained, tmp_path):
@@ -103,3 +105,31 @@ def test_generate_rejects_unknown_characters(trained):
     _, out, _ = trained
     result = run("book.generate", "--checkpoint", str(out), "--prompt", "Now is the Z\u00e9phyr")
     assert_clean_error(result, "not in the vocabulary", "'Z'")
+
+
+def test_the_final_step_is_saved_once_and_every_evaluation_before_it(tmp_path, monkeypatch):
+    from book import train
+
+    data = tmp_path / "richard.txt"
+    data.write_text(TEXT, encoding="utf-8")
+    saved = []
+    real = train.save_checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", lambda *args, **kw: saved.append(kw["step"]) or real(*args, **kw))
+    status = train.main(["--data", str(data), "--preset", "tiny", "--iters", "12", "--eval-interval", "4",
+                         "--final-eval-iters", "2", "--out", str(tmp_path / "m"), "--quiet"])
+    assert status == 0 and saved == [4, 8, 12]
+    meta = json.loads((tmp_path / "m" / "checkpoint.json").read_text())
+    assert meta["step"] == 12 and meta["metadata"]["val_loss_batches"] == 2
+
+
+def test_the_commands_make_idle_threads_sleep_unless_told_otherwise():
+    from book import cpu
+
+    assert cpu.apply({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert cpu.apply({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
+    assert cpu.apply({"BOOK_CPU_DEFAULTS": "0"}) == {}
+    probe = "import os, book.train, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    for environment, expected in (({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600,
+                                env={"PATH": "/usr/bin:/bin", **environment})
+        assert result.stdout.strip() == expected, result.stderr

@@ -8,13 +8,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-
 from book.applications import SHIPPED_CHECKPOINT
 from book.checkpoint import save_checkpoint
 from book.hf import ExportError, export, fast_tokenizer, to_gpt2
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
+
+transformers = pytest.importorskip("transformers")
 
 SHIPPED = str(SHIPPED_CHECKPOINT)
 PROMPT = "ROMEO:\nO"
@@ -155,3 +155,30 @@ def test_gpt2_import_refuses_what_the_book_model_cannot_compute():
     config = GPT2Config(vocab_size=20, n_positions=8, n_embd=8, n_layer=1, n_head=2, activation_function="relu")
     with pytest.raises(ExportError, match="activation 'relu'"):
         from_gpt2(GPT2LMHeadModel(config))
+
+
+def test_a_bpe_checkpoint_exports_with_the_same_ids(tmp_path):
+    from book.checkpoint import load_checkpoint, tokenizer_from_dict
+    from book.tokenize import BPETokenizer
+
+    text = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 8
+    tokenizer = BPETokenizer.train(text, 40)
+    assert type(tokenizer_from_dict(tokenizer.to_dict())) is BPETokenizer
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=16, n_layer=1, n_head=2, d_model=16))
+    save_checkpoint(tmp_path / "ck", model, tokenizer)
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.tokenizer.merges == tokenizer.merges
+    export(tmp_path / "ck", tmp_path / "hf")
+    fast = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    sample = "Whether 'tis nobler, or not: the question!\n\nTo  be"
+    assert fast(sample).input_ids == tokenizer.encode(sample)
+    assert fast.decode(tokenizer.encode(sample)) == sample
+
+
+def test_unknown_tokenizer_types_are_refused():
+    from book.checkpoint import tokenizer_from_dict
+
+    for description in ({"type": "morse"}, {"vocabulary": "abc"}, ["char"]):
+        with pytest.raises(ValueError, match="unknown tokenizer type"):
+            tokenizer_from_dict(description)

@@ -1,14 +1,24 @@
 """The training engine and checkpoints: schedule, optimizer groups, batches, the loop, save/load/resume."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from book.checkpoint import CheckpointError, load_checkpoint, load_training_state, save_checkpoint
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
-from book.training import (History, TrainConfig, TrainingError, estimate_loss, lr_schedule, make_optimizer,
-                           random_batch, train)
+from book.training import (
+    History,
+    TrainConfig,
+    TrainingError,
+    estimate_loss,
+    lr_schedule,
+    make_optimizer,
+    optimizer_for,
+    random_batch,
+    train,
+)
 
 TEXT = "to be or not to be, that is the question.\n" * 40
 
@@ -62,6 +72,30 @@ def test_random_batch():
     torch.testing.assert_close(y[:, 0], x[:, 0] + 1)
     with pytest.raises(TrainingError, match="too short for a context of 100"):
         random_batch(ids, 5, 100)
+
+
+def test_random_batch_reads_a_compact_array_as_it_reads_a_tensor():
+    ids = torch.randint(0, 200, (500,), generator=torch.Generator().manual_seed(0))
+    compact = ids.numpy().astype(np.uint8)
+    for source in (compact, np.memmap):
+        if source is np.memmap:
+            source = np.memmap(__import__("tempfile").TemporaryFile(), dtype=np.uint8, mode="w+", shape=(500,))
+            source[:] = compact
+        x, y = random_batch(source, 4, 16, torch.Generator().manual_seed(3))
+        x_ref, y_ref = random_batch(ids, 4, 16, torch.Generator().manual_seed(3))
+        assert x.dtype == torch.long and torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+def test_train_takes_compact_ids_and_builds_its_optimizer_from_the_config():
+    tokenizer, train_ids, val_ids = data()
+    config = tiny_config(max_steps=6)
+    as_tensors = train(tiny_model(tokenizer.vocab_size), train_ids, val_ids, config, progress=False)
+    as_bytes = train(tiny_model(tokenizer.vocab_size), train_ids.numpy().astype(np.uint8),
+                     val_ids.numpy().astype(np.uint8), config, progress=False)
+    assert as_bytes.train_loss == as_tensors.train_loss
+    optimizer = optimizer_for(tiny_model(5), config)
+    assert optimizer.defaults["lr"] == config.max_lr and optimizer.defaults["betas"] == (config.beta1, config.beta2)
+    assert optimizer.param_groups[0]["weight_decay"] == config.weight_decay
 
 
 def test_training_lowers_the_loss_and_is_reproducible():
