@@ -129,7 +129,8 @@ def _check_params(model: nn.Module, params: Params) -> None:
         raise ValueError(f"parameters do not match the model: missing {missing}, unexpected {extra}")
     for name, shape in expected.items():
         if params[name].shape != shape:
-            raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, the model expects {tuple(shape)}")
+            raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, "
+                             f"the model expects {tuple(shape)}")
 
 
 def task_loss(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> torch.Tensor:
@@ -156,13 +157,7 @@ def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *,
         raise ValueError(f"the number of inner steps must be non-negative, got {steps}")
     _check_engine(engine)
     if engine == "autograd":
-        # PyTorch's fused CPU attention has no double backward: second order needs the plain kernel.
-        with sdpa_kernel(SDPBackend.MATH):
-            for _ in range(steps):
-                loss = task_loss(model, params, x, y, loss_fn)
-                gradients = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
-                params = {name: p - inner_lr * g for (name, p), g in zip(params.items(), gradients)}
-        return params
+        return _autograd_steps(model, params, x, y, loss_fn, inner_lr, steps, first_order)[0]
     support_gradient = grad(task_loss, argnums=1)
     for _ in range(steps):
         gradients = support_gradient(model, params, x, y, loss_fn)
@@ -170,6 +165,20 @@ def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *,
             gradients = {name: g.detach() for name, g in gradients.items()}
         params = {name: p - inner_lr * gradients[name] for name, p in params.items()}
     return params
+
+
+def _autograd_steps(model, params, x, y, loss_fn, inner_lr, steps, first_order):
+    """The inner steps with autograd; also returns the first support loss and its gradients (or None)."""
+    first_loss = first_gradients = None
+    # PyTorch's fused CPU attention has no double backward: second order needs the plain kernel.
+    with sdpa_kernel(SDPBackend.MATH):
+        for step in range(steps):
+            loss = task_loss(model, params, x, y, loss_fn)
+            gradients = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
+            if step == 0:
+                first_loss, first_gradients = loss, gradients
+            params = {name: p - inner_lr * g for (name, p), g in zip(params.items(), gradients)}
+    return params, first_loss, first_gradients
 
 
 def leaf_parameters(params: Params) -> Params:
@@ -187,18 +196,24 @@ def adapted_query_loss(model: nn.Module, params: Params, x_support, y_support, x
 
 
 def maml_loss(model: nn.Module, params: Params, tasks: TaskBatch, *, loss_fn: LossFn, inner_lr: float,
-              steps: int = 1, first_order: bool = False, vectorize: bool = True) -> torch.Tensor:
+              steps: int = 1, first_order: bool = False, vectorize: bool = True,
+              support_weight: float = 0.0) -> torch.Tensor:
     """The meta-objective: mean over tasks of the query loss after adaptation.
 
     ``vectorize=True`` processes all tasks at once with ``vmap``; ``False`` loops over them.
     Both give the same number. Loop for models whose forward pass branches on the values of
     its inputs (such as the book's GPT, which checks its token ids): ``vmap`` cannot batch that.
+    ``support_weight`` $w$ adds $w\\,L_{S_i}(\\theta)$, the support loss *before* adaptation, to
+    each task's term: the objective then also asks the shared weights to be good as they are.
     """
     _check_params(model, params)
 
     def one_task(xs, ys, xq, yq):
-        return adapted_query_loss(model, params, xs, ys, xq, yq, loss_fn=loss_fn, inner_lr=inner_lr,
+        loss = adapted_query_loss(model, params, xs, ys, xq, yq, loss_fn=loss_fn, inner_lr=inner_lr,
                                   steps=steps, first_order=first_order)
+        if support_weight:
+            loss = loss + support_weight * task_loss(model, params, xs, ys, loss_fn)
+        return loss
 
     sets = (tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query)
     if vectorize:
@@ -207,31 +222,40 @@ def maml_loss(model: nn.Module, params: Params, tasks: TaskBatch, *, loss_fn: Lo
 
 
 def maml_gradient(model: nn.Module, params: Params, tasks: TaskBatch, *, loss_fn: LossFn, inner_lr: float,
-                  steps: int = 1, first_order: bool = False, vectorize: bool = True, engine: str = "func"):
+                  steps: int = 1, first_order: bool = False, vectorize: bool = True, engine: str = "func",
+                  support_weight: float = 0.0):
     """The meta-gradient $\\nabla_\\theta \\frac1T\\sum_i L_{Q_i}(\\theta_i')$ and the meta-loss.
 
     Returns ``(gradients, loss)``: a dict shaped like ``params`` and the meta-loss before the update.
     ``engine="autograd"`` loops over the tasks (``vectorize`` is then ignored) and keeps one task's
-    graph in memory at a time.
+    graph in memory at a time. ``support_weight`` is that of :func:`maml_loss`; the autograd engine
+    re-uses the first inner step's support loss for it, so it costs almost nothing.
     """
     _check_engine(engine)
+    if support_weight and steps < 1:
+        raise ValueError("support_weight needs at least one inner step")
     if engine == "autograd":
         _check_params(model, params)
         variables = leaf_parameters(params)
-        total, loss_sum = None, 0.0
-        for index in range(tasks.num_tasks):
+        total, loss_sum, count = None, 0.0, tasks.num_tasks
+        for index in range(count):
             xs, ys, xq, yq = (t[index] for t in (tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query))
-            adapted = adapt(model, variables, xs, ys, loss_fn=loss_fn, inner_lr=inner_lr, steps=steps,
-                            first_order=first_order, engine="autograd")
-            loss = task_loss(model, adapted, xq, yq, loss_fn) / tasks.num_tasks
+            adapted, support_loss, support_gradients = _autograd_steps(model, variables, xs, ys, loss_fn, inner_lr,
+                                                                       steps, first_order)
+            loss = task_loss(model, adapted, xq, yq, loss_fn) / count
+            if support_weight and not first_order:  # the inner step's graph is kept: differentiate through it
+                loss = loss + support_weight * support_loss / count
             gradients = torch.autograd.grad(loss, list(variables.values()))
+            if support_weight and first_order:  # the support loss's gradient is the inner step's own
+                gradients = [g + support_weight * s / count for g, s in zip(gradients, support_gradients)]
+                loss = loss + support_weight * support_loss.detach() / count
             total = gradients if total is None else [a + g for a, g in zip(total, gradients)]
             loss_sum += float(loss.detach())
         return dict(zip(variables, total)), torch.tensor(loss_sum, dtype=next(iter(params.values())).dtype)
 
     def objective(p):
         loss = maml_loss(model, p, tasks, loss_fn=loss_fn, inner_lr=inner_lr, steps=steps,
-                         first_order=first_order, vectorize=vectorize)
+                         first_order=first_order, vectorize=vectorize, support_weight=support_weight)
         return loss, loss
 
     return grad(objective, has_aux=True)(params)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import torch
 
@@ -200,7 +199,8 @@ class DialectFamily:
             chain = self.chain(split, index)
             generator = torch.Generator().manual_seed(seed * 7_919 + index)
             runs = ids[chain.sample(support + query, length + 1, generator)]
-            tasks.append(Task(f"{split}-dialect-{index}", runs[:support], runs[support:], round(chain.entropy_rate(), 6)))
+            oracle = round(chain.entropy_rate(), 6)
+            tasks.append(Task(f"{split}-dialect-{index}", runs[:support], runs[support:], oracle))
         return tasks
 
 

@@ -319,3 +319,32 @@ def test_unknown_engine_is_rejected():
     net, tasks = tiny_network(), tiny_tasks()
     with pytest.raises(ValueError, match="unknown engine 'jax'"):
         maml_gradient(net, parameters_of(net), tasks, loss_fn=F.mse_loss, inner_lr=0.1, engine="jax")
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_support_weight_adds_the_pre_adaptation_support_loss_in_both_engines(first_order, steps):
+    net, tasks = tiny_network(), tiny_tasks(tasks=4)
+    params = parameters_of(net)
+    kwargs = dict(loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=steps, first_order=first_order)
+    plain, plain_loss = maml_gradient(net, params, tasks, engine="func", **kwargs)
+    functional, loss_f = maml_gradient(net, params, tasks, engine="func", support_weight=0.5, **kwargs)
+    looped, loss_a = maml_gradient(net, params, tasks, engine="autograd", support_weight=0.5, **kwargs)
+
+    def support_loss(p):
+        return torch.stack([task_loss(net, p, tasks.x_support[i], tasks.y_support[i], F.mse_loss)
+                            for i in range(tasks.num_tasks)]).mean()
+
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    support_gradients = dict(zip(leaves, torch.autograd.grad(support_loss(leaves), list(leaves.values()))))
+    assert_close(loss_f, plain_loss + 0.5 * support_loss(params))
+    assert_close(loss_a, loss_f)
+    for name in params:
+        assert_close(functional[name], plain[name] + 0.5 * support_gradients[name])
+        assert_close(looped[name], functional[name])
+
+
+def test_support_weight_needs_an_inner_step():
+    net, tasks = tiny_network(), tiny_tasks()
+    with pytest.raises(ValueError, match="at least one inner step"):
+        maml_gradient(net, parameters_of(net), tasks, loss_fn=F.mse_loss, inner_lr=0.1, steps=0, support_weight=1.0)

@@ -178,12 +178,16 @@ def test_alpha_sweep_trains_one_continuation_per_alpha_and_scores_on_validation(
     assert set(selection["diff_vs_finetune"]) == {"0.01", "0.1"}
     worst = {a: max(d.values()) for a, d in selection["diff_vs_finetune"].items()}
     assert selection["chosen"] == float(min(worst, key=worst.get))
+    assert (selection["switch"], selection["first_order"], selection["support_weight"]) == (0.5, False, 0.0)
+    assert metagpt.sweep_results_path(tmp_path, "speakers").name == "sweep-speakers-switch0.5.json"
 
 
-def test_shipped_pretrain_maml_was_trained_at_the_families_alpha():
+def test_shipped_pretrain_maml_was_trained_at_the_families_alpha_and_switch():
     for family in metagpt.FAMILIES:
         for seed in metagpt.SEEDS:
             assert metagpt.trained_inner_lr(family, "pretrain-maml", seed) == metagpt.PRETRAIN_INNER_LR[family]
+            path = metagpt.checkpoint_path(metagpt.CHECKPOINTS, family, "pretrain-maml", seed) / "checkpoint.json"
+            assert json.loads(path.read_text())["metadata"]["switch"] == metagpt.SWITCH[family]
             assert metagpt.trained_inner_lr(family, "maml", seed) == metagpt.INNER_LR
 
 
@@ -205,3 +209,9 @@ def test_cli_reports_missing_checkpoints(tmp_path, capsys):
     code = metagpt.main(["--checkpoints", str(tmp_path), "--quiet", "--families", "dialects", "--seeds", "0",
                          "--tasks", "1", "--val-tasks", "1"])
     assert code == 2 and "is missing" in capsys.readouterr().err
+
+
+def test_best_of_sweeps_picks_the_lowest_worst_budget_across_switch_points():
+    sweeps = [{"switch": 0.9, "diff_vs_finetune": {"0.01": {"0": 0.02, "1": -0.05}, "0.1": {"0": 0.3, "1": -0.2}}},
+              {"switch": 0.95, "diff_vs_finetune": {"0.01": {"0": 0.01, "1": 0.012}}}]
+    assert metagpt.best_of_sweeps(sweeps) == (1, 0.01)

@@ -52,7 +52,8 @@ from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from book.errors import BookError
 from book.model import GPT, GPTConfig
 from book.stats import LN2, confidence_95
-from book.tasks import FAMILIES, Task, family as make_family, shared_tokenizer
+from book.tasks import FAMILIES, Task, shared_tokenizer
+from book.tasks import family as make_family
 from book.training import make_optimizer
 
 CHECKPOINTS = paths.CHECKPOINTS / "metagpt"
@@ -64,9 +65,14 @@ SUPPORT = 4               # support windows per task: 4 x 65 = 260 characters
 QUERY = 4                 # query windows per task
 META_BATCH = 4            # tasks per meta-iteration (and per pretraining step: 32 windows)
 INNER_LR = 0.3            # alpha: MAML's inner SGD step size during meta-training from scratch
-# alpha of pretrain-maml, per family, chosen on validation tasks (`--inner-lrs`, see select_inner_lr).
-# On speakers the best SGD step from the pretrained model is tiny, and MAML at 0.3 wrecks the start.
-PRETRAIN_INNER_LR = {"dialects": 0.3, "cipher": 0.3, "speakers": 0.3}
+# alpha of pretrain-maml, per family. On speakers it was chosen on validation speakers, with the switch
+# point and the objective (`--inner-lrs`, `--select-inner-lr`; the sweep-speakers-*.json files): the best
+# SGD step from the pretrained model is tiny there, and MAML at 0.3 wrecks the start.
+PRETRAIN_INNER_LR = {"dialects": 0.3, "cipher": 0.3, "speakers": 0.001}
+# The meta-objective of pretrain-maml, per family: second order (False) or first order (True), and the
+# weight of the support loss before adaptation kept in the objective (0: plain MAML). See book.maml.maml_loss.
+PRETRAIN_FIRST_ORDER = {"dialects": False, "cipher": False, "speakers": False}
+PRETRAIN_SUPPORT_WEIGHT = {"dialects": 0.0, "cipher": 0.0, "speakers": 0.0}
 INNER_STEPS = 1           # inner steps during meta-training
 META_LR = 3e-3            # AdamW; warm-up for WARMUP of the budget, then cosine to a tenth
 WARMUP = 0.02
@@ -74,7 +80,7 @@ WARMUP = 0.02
 BUDGET_SECONDS = {"dialects": 600.0, "cipher": 300.0, "speakers": 300.0}
 # pretrain-maml: the share of the budget spent pretraining before MAML takes over. On speakers,
 # where the pretrained model is already most of what can be had, MAML only refines the end.
-SWITCH = {"dialects": 0.4, "cipher": 0.5, "speakers": 0.8}
+SWITCH = {"dialects": 0.4, "cipher": 0.5, "speakers": 0.9}
 SEEDS = (0, 1, 2)
 LOG_EVERY = 25            # iterations averaged into one point of the training log
 
@@ -181,10 +187,11 @@ def pretraining_step(model: GPT, optimizer, tasks: list[Task]) -> float:
     return float(loss.detach())
 
 
-def maml_step(model: GPT, optimizer, tasks: list[Task], inner_lr: float = INNER_LR) -> float:
+def maml_step(model: GPT, optimizer, tasks: list[Task], inner_lr: float = INNER_LR, first_order: bool = False,
+              support_weight: float = 0.0) -> float:
     gradients, loss = maml.maml_gradient(model, dict(model.named_parameters()), task_batch(tasks),
                                          loss_fn=lm_loss, inner_lr=inner_lr, steps=INNER_STEPS,
-                                         engine="autograd")
+                                         first_order=first_order, support_weight=support_weight, engine="autograd")
     for name, p in model.named_parameters():
         p.grad = gradients[name]
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -220,7 +227,8 @@ def _record(family_name, method, seed, budget, log, iterations, inner_lr=INNER_L
 
 
 def train_pretrained(family_name: str, seed: int = 0, budget: float | None = None, switch: float | None = None,
-                     progress: bool = True, inner_lrs=None) -> list[tuple[GPT, dict]]:
+                     progress: bool = True, inner_lrs=None, first_order: bool | None = None,
+                     support_weight: float | None = None) -> list[tuple[GPT, dict]]:
     """Pretrain for the whole budget (``finetune``) and, from the same run at ``switch``, MAML (``pretrain-maml``).
 
     ``inner_lrs`` lists the alphas of the MAML continuations (one ``pretrain-maml`` run each, all
@@ -229,6 +237,8 @@ def train_pretrained(family_name: str, seed: int = 0, budget: float | None = Non
     budget = BUDGET_SECONDS[family_name] if budget is None else budget
     switch = SWITCH[family_name] if switch is None else switch
     inner_lrs = [PRETRAIN_INNER_LR[family_name]] if inner_lrs is None else list(inner_lrs)
+    first_order = PRETRAIN_FIRST_ORDER[family_name] if first_order is None else first_order
+    support_weight = PRETRAIN_SUPPORT_WEIGHT[family_name] if support_weight is None else support_weight
     model = make_model(seed)
     optimizer = make_optimizer(model, lr=META_LR, weight_decay=0.01, betas=(0.9, 0.99))
     log = Log()
@@ -246,12 +256,14 @@ def train_pretrained(family_name: str, seed: int = 0, budget: float | None = Non
         meta.load_state_dict(snapshot[0])
         meta_optimizer.load_state_dict(snapshot[1])
         meta_log = copy.deepcopy(snapshot[2])
-        step = functools.partial(maml_step, inner_lr=inner_lr)
+        step = functools.partial(maml_step, inner_lr=inner_lr, first_order=first_order,
+                                 support_weight=support_weight)
         end = _run(step, meta, meta_optimizer, family_name, seed, start_fraction=switch, end_fraction=1.0,
                    budget=budget, first_iteration=middle, log=meta_log, progress=progress,
                    label=f"{family_name} pretrain-maml seed {seed}")
         runs.append((meta, _record(family_name, "pretrain-maml", seed, budget, meta_log, end, inner_lr=inner_lr,
-                                   switch=switch, switch_iteration=middle)))
+                                   switch=switch, switch_iteration=middle, first_order=first_order,
+                                   support_weight=support_weight)))
     return runs
 
 
@@ -409,7 +421,8 @@ def bigram_counts(windows: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def bigram_prior(family_name: str, num_tasks: int = PRIOR_TASKS) -> torch.Tensor:
     """The bigram of the meta-training tasks (support and query), lightly smoothed: rows sum to one."""
     vocab_size = shared_tokenizer().vocab_size
-    tasks = make_family(family_name).sample("train", num_tasks, seed=777, first=0 if family_name == "dialects" else None,
+    first = 0 if family_name == "dialects" else None
+    tasks = make_family(family_name).sample("train", num_tasks, seed=777, first=first,
                                             support=SUPPORT, query=QUERY, length=WINDOW)
     counts = sum(bigram_counts(torch.cat([t.support, t.query]), vocab_size) for t in tasks)
     counts = counts + 1e-3
@@ -580,6 +593,34 @@ def sweep_directory(directory: pathlib.Path, inner_lr: float) -> pathlib.Path:
     return pathlib.Path(directory) / "sweep" / f"alpha-{inner_lr:g}"
 
 
+def sweep_recipe(directory: pathlib.Path, family_name: str) -> dict:
+    """The switch point and meta-objective shared by the pretrain-maml runs swept in ``directory/sweep``."""
+    pattern = f"alpha-*/{family_name}-pretrain-maml-seed*/checkpoint.json"
+    records = sorted(pathlib.Path(directory, "sweep").glob(pattern))
+    recipes = {tuple(sorted(recipe_of(json.loads(path.read_text())["metadata"]).items())) for path in records}
+    if not recipes:
+        raise ExperimentError(f"{directory}/sweep holds no {family_name} runs; train them with --train --inner-lrs")
+    if len(recipes) != 1:
+        raise ExperimentError(f"{directory}/sweep holds {family_name} runs of several recipes {sorted(recipes)}; "
+                              "sweep one switch point and objective per folder")
+    return dict(recipes.pop())
+
+
+def recipe_of(record: dict) -> dict:
+    """A pretrain-maml run's switch point and meta-objective, from its training record."""
+    return {"switch": record["switch"], "first_order": record.get("first_order", False),
+            "support_weight": record.get("support_weight", 0.0)}
+
+
+def sweep_results_path(directory: pathlib.Path, family_name: str) -> pathlib.Path:
+    """Where the validation scores of the alphas swept in ``directory/sweep`` are kept."""
+    recipe = sweep_recipe(directory, family_name)
+    name = f"sweep-{family_name}-switch{recipe['switch']:g}"
+    name += "-first-order" if recipe["first_order"] else ""
+    name += f"-support{recipe['support_weight']:g}" if recipe["support_weight"] else ""
+    return pathlib.Path(directory) / f"{name}.json"
+
+
 def select_inner_lr(family_name: str, seeds=SEEDS, directory: pathlib.Path = CHECKPOINTS, val_tasks: int = 32,
                     progress: bool = True, previous: dict | None = None) -> dict:
     """Score every swept alpha of ``pretrain-maml`` on validation tasks only.
@@ -601,6 +642,7 @@ def select_inner_lr(family_name: str, seeds=SEEDS, directory: pathlib.Path = CHE
         return {k: float(c[SGD_GRID.index(lr), :, steps].mean()) for k, (lr, steps) in
                 ((k, choose(c, SGD_GRID, k)) for k in REPORT_STEPS)}
 
+    recipe = sweep_recipe(directory, family_name)
     per_seed = dict(previous["per_seed"]) if previous and previous.get("val_tasks") == val_tasks else {}
     for seed in tqdm(seeds, desc=f"sweep {family_name}", disable=not progress):
         reference = best(load(family_name, "finetune", seed, folders[0]))
@@ -611,8 +653,24 @@ def select_inner_lr(family_name: str, seeds=SEEDS, directory: pathlib.Path = CHE
     mean = {a: {str(k): round(sum(p[a][str(k)] for p in per_seed.values()) / len(per_seed), 4)
                 for k in REPORT_STEPS} for a in alphas}
     chosen = min(mean, key=lambda a: max(mean[a].values()))
-    return {"family": family_name, "val_tasks": val_tasks, "seeds": sorted(int(s) for s in per_seed),
+    return {"family": family_name, **recipe, "val_tasks": val_tasks,
+            "seeds": sorted(int(s) for s in per_seed),
             "diff_vs_finetune": mean, "per_seed": per_seed, "chosen": float(chosen)}
+
+
+def load_sweeps(family_name: str, directory: pathlib.Path = CHECKPOINTS) -> list[dict]:
+    """The shipped validation scores of every swept switch point and alpha (``--select-inner-lr``)."""
+    paths = sorted(pathlib.Path(directory).glob(f"sweep-{family_name}-switch*.json"))
+    if not paths:
+        raise ExperimentError(f"{directory} holds no sweep-{family_name}-switch*.json; make one with --select-inner-lr")
+    return [json.loads(path.read_text()) for path in paths]
+
+
+def best_of_sweeps(sweeps: list[dict]) -> tuple[int, float]:
+    """The (sweep index, alpha) whose worst budget, in validation bits/char against ``finetune``, is lowest."""
+    candidates = {(index, float(alpha)): max(diffs.values())
+                  for index, sweep in enumerate(sweeps) for alpha, diffs in sweep["diff_vs_finetune"].items()}
+    return min(candidates, key=candidates.get)
 
 
 def evaluate(families=tuple(FAMILIES), seeds=SEEDS, num_tasks: int = TEST_TASKS, val_tasks: int = VAL_TASKS,
@@ -682,9 +740,9 @@ def format_table(results: dict) -> str:
             cells = {r["steps"]: r for r in rows if r["method"] == method}
             if set(cells) <= {0, None}:
                 cell = next(iter(cells.values()))
-                lines.append(f"  {method:<25}{cell['bits_per_char']:>9.3f} +-{cell['ci95']:.3f}  (no gradient step)")
+                lines.append(f"  {method:<25}{cell['bits_per_char']:>8.3f} ±{cell['ci95']:.3f}  (no gradient step)")
                 continue
-            text = "".join(f"{cells[s]['bits_per_char']:>9.3f} +-{cells[s]['ci95']:.3f}" if s in cells
+            text = "".join(f"{cells[s]['bits_per_char']:>8.3f} ±{cells[s]['ci95']:.3f}" if s in cells
                            else f"{'':>15}" for s in REPORT_STEPS)
             lines.append(f"  {method:<25}" + text)
     return "\n".join(lines)
@@ -719,6 +777,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _weight(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
@@ -737,10 +802,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=_seed, default=list(SEEDS))
     parser.add_argument("--inner-lrs", nargs="+", type=_seconds, default=None, metavar="ALPHA",
                         help="with --train --methods finetune: one pretrain-maml run per alpha, saved under sweep/")
+    parser.add_argument("--first-order", action="store_true", default=None,
+                        help="pretrain-maml with first-order MAML (default: the family's PRETRAIN_FIRST_ORDER)")
+    parser.add_argument("--support-weight", type=_weight, default=None, metavar="W",
+                        help="keep W times the support loss before adaptation in pretrain-maml's objective "
+                             "(default: the family's PRETRAIN_SUPPORT_WEIGHT)")
     parser.add_argument("--switch", type=_share, default=None,
                         help="share of the budget pretrain-maml pretrains before MAML (default: SWITCH)")
     parser.add_argument("--select-inner-lr", action="store_true",
-                        help="score the swept alphas of --seeds on validation tasks; sweep-<family>.json keeps other seeds")
+                        help="score the swept alphas of --seeds on validation tasks; the sweep's "
+                             "sweep-<family>-switch<S>.json keeps other seeds")
     parser.add_argument("--budget", type=_seconds, default=None,
                         help="wall-clock seconds per run (default: the family's, see BUDGET_SECONDS)")
     parser.add_argument("--tasks", type=_positive, default=TEST_TASKS, help="test tasks per family")
@@ -763,7 +834,8 @@ def main(argv=None) -> int:
                     for method in args.methods:
                         if method == "finetune":
                             runs = train_pretrained(family_name, seed, args.budget, args.switch, progress=progress,
-                                                    inner_lrs=args.inner_lrs)
+                                                    inner_lrs=args.inner_lrs, first_order=args.first_order,
+                                                    support_weight=args.support_weight)
                         else:
                             runs = train_maml(family_name, seed, args.budget, progress=progress)
                         for model, record in runs:
@@ -779,7 +851,7 @@ def main(argv=None) -> int:
                 return 0
         if args.select_inner_lr:
             for family_name in args.families:
-                path = pathlib.Path(args.checkpoints) / f"sweep-{family_name}.json"
+                path = sweep_results_path(args.checkpoints, family_name)
                 previous = json.loads(path.read_text()) if path.is_file() else None
                 selection = select_inner_lr(family_name, args.seeds, args.checkpoints, progress=progress,
                                             previous=previous)
