@@ -3,11 +3,14 @@
 - one search field per page (the theme draws a second one in a header bar);
 - each inline script once (``THEBE_JS_URL`` is otherwise declared twice, a script error);
 - a light/dark mode the theme accepts from the first paint (an empty one is logged as an error);
+- the toggle over an exercise's hidden solution (a code cell tagged ``solution``) says "Solution";
 - the book's stylesheet (``static/book.css``): maths set at the size of the text and on its
   baseline, display equations that scroll inside their own box, code and output blocks that fit
   88 characters in the column, figures and tables that never widen the page on a phone.
 """
 import pathlib
+
+from docutils import nodes
 
 STATIC = pathlib.Path(__file__).parent / "static"
 
@@ -35,8 +38,18 @@ def one_of_each_script(app, pagename, templatename, context, doctree):
     scripts[:] = kept
 
 
+SOLUTION_PROMPTS = {"prompt_show": "Solution", "prompt_hide": "Hide the solution"}
+
+
+def solution_prompts(app, doctree):
+    for cell in doctree.findall(nodes.container):
+        if cell.get("nb_element") == "cell_code" and "tag_solution" in cell.get("classes", []):
+            cell.attributes.update(SOLUTION_PROMPTS)
+
+
 def setup(app):
     app.connect("config-inited", theme_options, priority=900)
     app.connect("html-page-context", one_of_each_script, priority=999)
+    app.connect("doctree-read", solution_prompts)
     app.add_css_file("book.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
