@@ -10,10 +10,13 @@ Nothing is unpickled, so loading a checkpoint from elsewhere cannot run code.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
+import signal
+import threading
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -79,7 +82,6 @@ def save_checkpoint(directory, model: GPT, tokenizer: Tokenizer, *, train_config
     # description last; each weights file records its step, so a save interrupted between two
     # renames is caught on loading instead of resuming from mismatched files.
     stamp = {"format": FORMAT, "step": str(step)}
-    _save_atomically(weights, directory / MODEL_FILE, stamp)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -90,18 +92,38 @@ def save_checkpoint(directory, model: GPT, tokenizer: Tokenizer, *, train_config
         "history": history.to_dict() if history else None,
         "metadata": metadata or {},
     }
+    tensors = None
     if optimizer is not None:
-        tensors, groups = _flatten_optimizer(optimizer)
+        tensors, meta["optimizer"] = _flatten_optimizer(optimizer)
         if generator is not None:
             tensors["rng.batches"] = generator.get_state()
-        _save_atomically(tensors, directory / OPTIMIZER_FILE, stamp)
-        meta["optimizer"] = groups
-    elif (directory / OPTIMIZER_FILE).exists():
-        (directory / OPTIMIZER_FILE).unlink()  # a stale state from another run must not be resumed
-    temporary = directory / (META_FILE + ".tmp")
-    temporary.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    temporary.replace(directory / META_FILE)
+    with _ctrl_c_held():  # Ctrl-C waits for the last rename: the files on disk always belong together
+        _save_atomically(weights, directory / MODEL_FILE, stamp)
+        if tensors is not None:
+            _save_atomically(tensors, directory / OPTIMIZER_FILE, stamp)
+        elif (directory / OPTIMIZER_FILE).exists():
+            (directory / OPTIMIZER_FILE).unlink()  # a stale state from another run must not be resumed
+        temporary = directory / (META_FILE + ".tmp")
+        temporary.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        temporary.replace(directory / META_FILE)
     return directory
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Run the block to its end even if Ctrl-C comes; raise the KeyboardInterrupt after it."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield  # only the main thread can take over Ctrl-C
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _save_atomically(tensors: dict, path: pathlib.Path, metadata: dict) -> None:

@@ -1,6 +1,11 @@
 """The commands never lose work and fail with one clear line: overwrites, interrupted saves, bad settings."""
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -12,6 +17,8 @@ from book.distributed import DistributedError, resolve_device
 from book.model import GPT
 from book.tokenize import CharTokenizer
 from book.training import make_optimizer
+
+ENV = {"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 
 
 def snapshot(folder):
@@ -176,3 +183,67 @@ def test_train_prints_what_it_is_about_to_do(trained, tmp_path):
     result = run("book.train", "--data", str(data), "--preset", "tiny", "--iters", "2", "--out", str(tmp_path / "m"))
     first = result.stdout.splitlines()[0]
     assert first.startswith("training on richard.txt:") and "parameters" in first and "device cpu" in first
+
+
+def interrupt_when(process, ready, timeout=600):
+    """Send Ctrl-C (SIGINT) to ``process`` once ``ready()`` holds; return its (stdout, stderr)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "never became ready"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=timeout)
+
+
+def test_ctrl_c_during_training_keeps_the_last_checkpoint_and_it_resumes(trained, tmp_path):
+    data, _ = trained
+    out = tmp_path / "long"
+    command = [sys.executable, "-m", "book.train", "--data", str(data), "--preset", "tiny", "--iters", "1000000",
+               "--eval-interval", "3", "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    stdout, stderr = interrupt_when(process, lambda: (out / "checkpoint.json").is_file())
+    assert process.returncode == 130
+    assert stderr.strip() == "error: interrupted", stderr
+    saved = load_checkpoint(out)  # every file belongs to the same step
+    assert saved.step > 0 and saved.step % 3 == 0
+    resumed = run("book.train", "--data", str(data), "--preset", "tiny", "--out", str(out), "--resume",
+                  "--iters", str(saved.step + 2), "--final-eval-iters", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == saved.step + 2
+
+
+def test_ctrl_c_during_generation_stops_cleanly_after_what_was_printed(trained):
+    _, out = trained
+    command = [sys.executable, "-m", "book.generate", "--checkpoint", str(out), "--prompt", "Now",
+               "--max-new-tokens", "100000", "--no-cache"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    first = b""
+
+    def streaming():
+        nonlocal first
+        first += os.read(process.stdout.fileno(), 64)  # blocks until the first characters arrive
+        return first.startswith(b"Now") and len(first) > 3
+
+    stdout, stderr = interrupt_when(process, streaming)
+    assert process.returncode == 130
+    assert stderr.decode().strip() == "interrupted" and b"Traceback" not in stderr
+    assert len(first + stdout) < 3 + 100000
+
+
+def test_ctrl_c_in_the_middle_of_a_save_waits_for_its_end(tmp_path, monkeypatch):
+    """The interrupt arrives after the weights are renamed: the save still completes, then stops."""
+    from book import checkpoint
+
+    small_checkpoint(tmp_path, step=3)
+    real = checkpoint._save_atomically
+
+    def save_then_interrupt(tensors, path, metadata):
+        real(tensors, path, metadata)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(checkpoint, "_save_atomically", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        small_checkpoint(tmp_path, step=5)
+    assert load_checkpoint(tmp_path).step == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
