@@ -190,17 +190,35 @@ def test_sentiment_set_is_balanced_held_out_and_deterministic():
         apps.sentiment_set(corpus, n_per_label=100_000)
 
 
+class Scripted(torch.nn.Module):
+    """A stand-in language model whose choices are known without running it.
+
+    Every next token is equally likely (so a shorter continuation is more likely), except that
+    once ``marker`` has appeared in a row, ``avoided`` gets a logit of -10 at every later position.
+    """
+
+    def __init__(self, vocab_size, marker=None, avoided=None, context_length=64):
+        super().__init__()
+        self.config = GPTConfig(vocab_size=vocab_size, context_length=context_length, n_layer=1, n_head=1, d_model=4)
+        self.marker, self.avoided = marker, avoided
+
+    def forward(self, idx, targets=None):
+        logits = torch.zeros(*idx.shape, self.config.vocab_size)
+        if self.marker is not None:
+            seen = (idx == self.marker).cumsum(dim=1) > 0
+            logits[..., self.avoided] = torch.where(seen, -10.0, 0.0)
+        return logits, None
+
+
 def test_classify_sentiment_picks_the_likelier_label():
-    torch.manual_seed(0)
-    tokenizer = CharTokenizer.from_text(TEXT + "abcdefghijklmnopqrstuvwxyz-T")
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=64, n_layer=1, n_head=2, d_model=16)).eval()
-    lines = ["He is a king.", "She is fair."]
-    answers = apps.classify_sentiment(model, tokenizer, lines)
-    assert len(answers) == 2 and set(answers) <= set(apps.SENTIMENT_LABELS)
-    for line, answer in zip(lines, answers):
-        scores = [apps.continuation_logprobs(model, tokenizer, [apps.sentiment_prompt(line)], [f"{label} line."])
-                  for label in apps.SENTIMENT_LABELS]
-        assert answer == apps.SENTIMENT_LABELS[int(torch.cat(scores).argmax())]
+    tokenizer = CharTokenizer.from_text(TEXT + "abcdefghijklmnopqrstuvwxyz-TK")
+    lines = ["He is a King.", "She is fair.", "Kind words."]
+    # Uniform next characters: "sad line." (9 characters) beats "happy line." (11) for every line.
+    uniform = Scripted(tokenizer.vocab_size)
+    assert apps.classify_sentiment(uniform, tokenizer, lines) == ["sad", "sad", "sad"]
+    # After a "K", an "s" is unlikely: "sad line." loses on exactly the lines holding a "K".
+    scripted = Scripted(tokenizer.vocab_size, marker=tokenizer.encode("K")[0], avoided=tokenizer.encode("s")[0])
+    assert apps.classify_sentiment(scripted, tokenizer, lines) == ["happy", "sad", "happy"]
     item = apps.LabelledLine("He is a king.", "happy", "x")
     text = tokenizer.decode(apps.sentiment_ids(tokenizer, [item], repeats=2).tolist())
     assert text == ("He is a king.\nThat was a happy line.\n\n") * 2
@@ -222,13 +240,17 @@ def test_reply_questions_hold_the_true_next_speech():
         apps.reply_questions(work, n=100_000)
 
 
-def test_overlap_replies_and_answer_replies(tiny):
-    model, tokenizer = tiny
-    q = apps.ReplyQuestion("x", "He.\nthe king is fair\n\n", ("one two", "the fair king", "a b", "c d"), 1)
+def test_overlap_replies_and_answer_replies():
+    tokenizer = CharTokenizer.from_text(TEXT + "abcdefghijklmnopqrstuvwxyz-TK")
+    q = apps.ReplyQuestion("x", "He.\nthe king is fair\n\n", ("one two", "the fair king", "a b", "c d e"), 1)
     assert apps.overlap_replies([q]) == [1]
-    answer = apps.answer_replies(model, tokenizer, [q])[0]
-    scores = apps.continuation_logprobs(model, tokenizer, [q.speech] * 4, list(q.candidates))
-    assert answer == int(scores.argmax())
+    # With every next character equally likely, the shortest candidate is the likeliest ("a b").
+    uniform = Scripted(tokenizer.vocab_size)
+    assert apps.answer_replies(uniform, tokenizer, [q, q]) == [2, 2]
+    # After a "K" in the speech, a "b" is unlikely: the next shortest without one wins ("c d e").
+    marked = apps.ReplyQuestion("x", "K.\nthe king is fair\n\n", q.candidates, 1)
+    scripted = Scripted(tokenizer.vocab_size, marker=tokenizer.encode("K")[0], avoided=tokenizer.encode("b")[0])
+    assert apps.answer_replies(scripted, tokenizer, [q, marked]) == [2, 3]
 
 
 def test_sonnets_are_split_at_numerals():
@@ -238,3 +260,28 @@ def test_sonnets_are_split_at_numerals():
     assert apps.sonnets("title\n\nI\n\na\nb\n\nII\n\nc\n") == [["a", "b"], ["c"]]
     form = apps.form_metrics(poems[17])
     assert 35 < form["mean_characters"] < 50
+
+
+def test_translation_command_saves_its_results_with_the_command(tmp_path, monkeypatch, capsys):
+    from book.experiments import translation_adaptation as command
+
+    calls = []
+
+    def experiment(checkpoint, *, steps):
+        calls.append((checkpoint, steps))
+        return {"rows": {"prompt only": {"exact_match": 0.5, "similarity": 0.75, "train_seconds": 0.0}}}
+
+    monkeypatch.setattr(command, "translation_experiment", experiment)
+    out = tmp_path / "new folder" / "translation.json"
+    assert command.main(["--out", str(out), "--steps", "3"]) == 0
+    assert calls == [("checkpoints/shakespeare-char", 3)]
+    saved = json.loads(out.read_text())
+    assert saved["command"] == f"python -m book.experiments.translation_adaptation --out {out} --steps 3"
+    assert saved["rows"] == experiment("x", steps=1)["rows"]
+    assert "prompt only: exact match 0.500, similarity 0.750, 0.0 s" in capsys.readouterr().out
+
+    assert command.main(["--out", str(tmp_path / "t.json"), "--steps", "0"]) == 2
+    assert "--steps must be positive, got 0" in capsys.readouterr().err
+    monkeypatch.undo()  # the real experiment, on a checkpoint that is not there
+    assert command.main(["--out", str(tmp_path / "t.json"), "--checkpoint", str(tmp_path / "absent")]) == 2
+    assert "absent" in capsys.readouterr().err and not (tmp_path / "t.json").exists()
