@@ -77,3 +77,14 @@ def test_hidden_solutions_are_labelled_as_solutions(built_book, name):
     solutions = sum("solution" in cell["metadata"].get("tags", []) for cell in cells)
     prompts = re.findall(r'<p class="collapsed admonition-title">([^<]*)</p>', html)
     assert prompts.count("Solution") == solutions, f"{name}: toggles {prompts}, {solutions} solutions"
+
+
+@pytest.mark.parametrize("name", [n for n in toc_files() if pathlib.Path(n).name[:2].isdigit()])
+def test_chapters_link_their_first_glossary_terms(built_book, name):
+    html = (built_book / f"{name}.html").read_text(encoding="utf-8")
+    links = re.findall(r'<a class="glossary-link[^"]*" href="appendix_glossary.html#(term-[^"]+)"', html)
+    assert links, f"{name} links no term to the glossary"
+    assert len(links) == len(set(links)), f"{name} links a term more than once: {links}"
+    glossary = (built_book / "chapters" / "appendix_glossary.html").read_text(encoding="utf-8")
+    missing = [anchor for anchor in links if f'id="{anchor}"' not in glossary]
+    assert not missing, f"{name} links to glossary entries that do not exist: {missing}"
