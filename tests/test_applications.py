@@ -280,8 +280,12 @@ def test_translation_command_saves_its_results_with_the_command(tmp_path, monkey
     assert saved["rows"] == experiment("x", steps=1)["rows"]
     assert "prompt only: exact match 0.500, similarity 0.750, 0.0 s" in capsys.readouterr().out
 
-    assert command.main(["--out", str(tmp_path / "t.json"), "--steps", "0"]) == 2
-    assert "--steps must be positive, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        command.main(["--out", str(tmp_path / "t.json"), "--steps", "0"])
+    assert exit_info.value.code == 2 and "--steps must be positive, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        command.main(["--out", str(tmp_path)])
+    assert "is a folder" in capsys.readouterr().err
     monkeypatch.undo()  # the real experiment, on a checkpoint that is not there
     assert command.main(["--out", str(tmp_path / "t.json"), "--checkpoint", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err and not (tmp_path / "t.json").exists()

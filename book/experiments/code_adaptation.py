@@ -22,9 +22,9 @@ from book.applications.finetuning import finetune
 from book.applications.scoring import exact_match
 from book.checkpoint import load_checkpoint
 from book.data import load_code_corpus, split_text
-from book.experiments.results import save_results
+from book.experiments.results import check_out, run_and_save
 from book.model import GPT
-from book.paths import ROOT, unwritable_reason
+from book.paths import ROOT
 
 ADAPTATION_RESULTS = ROOT / "checkpoints" / "applications" / "code.json"
 # There is no separate split to tune on (the query lines are the only lines scored), so every
@@ -94,23 +94,12 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=_positive(float), nargs="+", default=sorted({r for _, r in ADAPTATION_SETTINGS}),
                         help="learning rates to try")
     args = parser.parse_args(argv)
-    out = pathlib.Path(args.out)
-    if out.is_dir():
-        parser.error(f"--out {out} is a folder; give the JSON file to write, e.g. {out / 'code.json'}")
-    reason = unwritable_reason(out.parent)
-    if reason:
-        parser.error(f"--out {out} cannot be written ({reason})")
-    try:
-        results = adaptation_experiment(args.checkpoint, settings=tuple(itertools.product(args.steps, args.lr)))
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    save_results(results, args.out, "python -m book.experiments.code_adaptation", argv)
-    for name, row in results["rows"].items():
-        print(f"{name}: exact match {row['exact_match']:.3f}, prefix share {row['prefix_share']:.3f}, "
-              f"{row['train_seconds']} s")
-    return 0
-
+    check_out(parser, args.out)
+    settings = tuple(itertools.product(args.steps, args.lr))
+    return run_and_save(lambda: adaptation_experiment(args.checkpoint, settings=settings), args.out,
+                        "python -m book.experiments.code_adaptation", argv,
+                        lambda row: f"exact match {row['exact_match']:.3f}, prefix share {row['prefix_share']:.3f}, "
+                                    f"{row['train_seconds']} s")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 
 import torch
@@ -21,7 +20,7 @@ from book.applications.scoring import exact_match, similarity
 from book.applications.translation import number_words, support_ids, translate, translation_split
 from book.checkpoint import load_checkpoint
 from book.experiments import metagpt
-from book.experiments.results import save_results
+from book.experiments.results import check_out, run_and_save
 from book.model import GPT
 from book.tasks import TaskError
 
@@ -88,19 +87,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="the JSON file to write")
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args(argv)
-    try:
-        if args.steps <= 0:
-            raise TaskError(f"--steps must be positive, got {args.steps}")
-        results = translation_experiment(args.checkpoint, steps=args.steps)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    save_results(results, args.out, "python -m book.experiments.translation_adaptation", argv)
-    for name, row in results["rows"].items():
-        print(f"{name}: exact match {row['exact_match']:.3f}, similarity {row['similarity']:.3f}, "
-              f"{row['train_seconds']} s")
-    return 0
-
+    if args.steps <= 0:
+        parser.error(f"--steps must be positive, got {args.steps}")
+    check_out(parser, args.out)
+    return run_and_save(lambda: translation_experiment(args.checkpoint, steps=args.steps), args.out,
+                        "python -m book.experiments.translation_adaptation", argv,
+                        lambda row: f"exact match {row['exact_match']:.3f}, similarity {row['similarity']:.3f}, "
+                                    f"{row['train_seconds']} s")
 
 if __name__ == "__main__":
     raise SystemExit(main())
