@@ -133,7 +133,8 @@ def long_lines(notebook) -> list[str]:
     """Each code or printed line over MAX_LINE characters, as 'cell N: source|output: line'."""
     found = []
     for number, cell in enumerate(notebook["cells"]):
-        if cell["cell_type"] != "code":
+        # The Colab setup cell is written from book/tooling/colab.py and never shown in the book.
+        if cell["cell_type"] != "code" or is_setup_cell(cell):
             continue
         pieces = [("source", text_of(cell))]
         for output in cell.get("outputs", []):
@@ -155,3 +156,35 @@ def test_code_and_printed_lines_fit_the_page(path):
     """The book's column shows 88 characters; longer lines scroll sideways on every screen."""
     found = long_lines(load(path))
     assert not found, f"{len(found)} line(s) over {MAX_LINE} characters:\n" + "\n".join(found[:20])
+
+
+def figures(notebook):
+    """(cell number, cell, PNG bytes) for every PNG a code cell shows."""
+    import base64
+
+    for number, cell in enumerate(notebook["cells"]):
+        for output in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
+            if "image/png" in output.get("data", {}):
+                yield number, cell, base64.b64decode("".join(output["data"]["image/png"]))
+
+
+# chapters/matplotlibrc draws text at 10-11 points for a 6.4-inch column at 150 dpi; a figure
+# at most 8 inches wide is shrunk into the book's column by at most 8/6.4 * 72 / 96 or so, so its
+# smallest text stays at 9 points or more as rendered.
+MIN_DPI, MAX_WIDTH_INCHES = 149, 8.0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_figures_are_sharp_fit_the_column_and_have_captions(path):
+    import io
+
+    from PIL import Image
+
+    for number, cell, png in figures(load(path)):
+        image = Image.open(io.BytesIO(png))
+        dpi = image.info.get("dpi", (72, 72))[0]
+        assert dpi >= MIN_DPI, f"cell {number}: figure at {dpi:.0f} dpi (run from chapters/, see matplotlibrc)"
+        width = image.size[0] / dpi
+        assert width <= MAX_WIDTH_INCHES, f"cell {number}: figure {width:.1f} inches wide; stack its panels"
+        caption = cell["metadata"].get("mystnb", {}).get("figure", {}).get("caption", "")
+        assert len(caption) > 20, f"cell {number}: figure without a caption (metadata mystnb.figure.caption)"
