@@ -1,5 +1,6 @@
 """The commands `python -m book.train` and `python -m book.generate`, run as a reader runs them."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -125,8 +126,9 @@ def test_the_final_step_is_saved_once_and_every_evaluation_before_it(tmp_path, m
 def test_the_commands_make_idle_threads_sleep_unless_told_otherwise():
     from book import cpu
 
-    assert cpu.apply({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
-    assert cpu.apply({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
+    half = str(max(1, (os.cpu_count() or 1) // 2))
+    assert cpu.apply({}) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": half}
+    assert cpu.apply({"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}) == {}
     assert cpu.apply({"BOOK_CPU_DEFAULTS": "0"}) == {}
     probe = "import os, book.train, torch; print(os.environ['OMP_WAIT_POLICY'])"
     for environment, expected in (({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
