@@ -96,7 +96,7 @@ def test_devices_are_checked(device, message):
     (["--temperature", "inf"], "positive finite"),
     (["--max-new-tokens", "99999999999999999999999"], "between 0 and"),
     (["--device", "banana"], "is not a device"),
-    (["--top-p", "nan"], "top_p"),
+    (["--top-p", "nan"], "--top-p must be in (0, 1]"),
 ])
 def test_generate_rejects_bad_settings(trained, args, message):
     _, out = trained
