@@ -171,7 +171,7 @@ def test_a_bpe_checkpoint_exports_with_the_same_ids(tmp_path):
     assert loaded.tokenizer.merges == tokenizer.merges
     export(tmp_path / "ck", tmp_path / "hf")
     fast = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
-    sample = "Whether 'tis nobler, or not: the question!\n\nTo  be"
+    sample = "Whether 'tis nobler, or not: the question\n\nTo  be"
     assert fast(sample).input_ids == tokenizer.encode(sample)
     assert fast.decode(tokenizer.encode(sample)) == sample
 
