@@ -17,7 +17,7 @@ Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for t
   of MAML's arithmetic (here the ratio is a cost multiple: smaller is cheaper);
 - training on two data-parallel processes (``torchrun``) against one process using every core;
 - the commands' thread settings against PyTorch's default, OMP_WAIT_POLICY=PASSIVE and one
-  thread, on an idle machine and on one busy with other work (the ratio is a cost, at most 1.5);
+  thread, on an idle machine and on one busy with other work (the ratio is a cost; the target is 1.5 at most);
 - the peak memory of training on a generated text file against the file's size (100 MB, and 1 GB
   in the full run; here the ratio is a cost: smaller is better);
 - each chapter notebook's execution time against the three-minute budget (full run only).
@@ -310,7 +310,7 @@ def bench_threads(quick):
 
     "Busy" is simulated: one CPU-burning process per core runs for the duration of that half. The
     ratio of a row is the setting's time over the best setting's time in the same condition (a
-    cost: 1.0 is the best, and the book's setting must stay within 1.5).
+    cost: 1.0 is the best; the target for the book's setting is 1.5 at most).
     """
     cores = os.cpu_count() or 1
     steps = 5 if quick else 30
