@@ -129,10 +129,29 @@ MAX_LINE = 88
 NOTEBOOKS = sorted(CHAPTERS[0].parent.glob("*.ipynb")) if CHAPTERS else []
 
 
+def fenced_code_lines(markdown: str) -> list[str]:
+    """The lines inside the Markdown's fenced code blocks (not directives such as {admonition})."""
+    lines, fence = [], None
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if fence is None and stripped.startswith(("```", "~~~")):
+            fence = stripped[:3] if not stripped[3:].lstrip("`~").startswith("{") else "directive"
+            continue
+        if fence is not None and stripped.startswith(("```", "~~~")) and stripped.strip("`~") == "":
+            fence = None
+            continue
+        if fence not in (None, "directive"):
+            lines.append(line)
+    return lines
+
+
 def long_lines(notebook) -> list[str]:
     """Each code or printed line over MAX_LINE characters, as 'cell N: source|output: line'."""
     found = []
     for number, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "markdown":
+            found += [f"cell {number}: code block in text ({len(line)}): {line[:60]}..."
+                      for line in fenced_code_lines(text_of(cell)) if len(line) > MAX_LINE]
         # The Colab setup cell is written from book/tooling/colab.py and never shown in the book.
         if cell["cell_type"] != "code" or is_setup_cell(cell):
             continue
