@@ -230,7 +230,7 @@ def commands(place, tmp_path_factory):
             "out": [["--out", str(out / "a-file")], ["--out", unwritable], ["--out", str(edition)], ["--out"]],
             "flags": [["--forse"], ["extra"]],
         }),
-        Command("sinusoid", sinusoid.main, usage_allowed=True, good={
+        Command("sinusoid", sinusoid.main, good={
             "iterations": [], "tasks": [], "seed": [], "methods": [], "flags": ["--json"],
         }, bad={
             "iterations": [["--train", "--iterations", value] for value in ["0", "-5", *NUMBERS]],
@@ -239,7 +239,7 @@ def commands(place, tmp_path_factory):
             "methods": [["--methods", "magic"], ["--methods"]],
             "flags": [["--no-such-option"]],
         }),
-        Command("metagpt", metagpt.main, usage_allowed=True, good={
+        Command("metagpt", metagpt.main, good={
             "families": [], "seeds": [], "numbers": [], "flags": ["--json"],
         }, bad={
             "families": [["--families", "klingon"], ["--families"], ["--methods", "magic"]],

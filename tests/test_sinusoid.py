@@ -117,7 +117,7 @@ def test_command_line_train_json(tmp_path, capsys):
 
 
 def test_command_line_table_and_errors(tmp_path, capsys):
-    assert sinusoid.main(["--checkpoints", str(tmp_path), "--tasks", "4"]) == 1
+    assert sinusoid.main(["--checkpoints", str(tmp_path), "--tasks", "4"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sinusoid.main(["--tasks", "1"])

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from book import maml, paths
 from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from book.errors import BookError
+from book.errors import BookError, CommandParser
 from book.model import GPT, GPTConfig
 from book.stats import LN2, confidence_95
 from book.tasks import FAMILIES, Task, shared_tokenizer
@@ -792,7 +792,7 @@ def _seconds(text: str) -> float:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m book.experiments.metagpt", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m book.experiments.metagpt", description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true",
                         help="train before evaluating: 'finetune' also makes 'pretrain-maml' from the same run")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -18,7 +18,6 @@ and ``oracle`` (see :func:`oracle_mse`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -32,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from book.checkpoint import CheckpointError
+from book.errors import CommandParser
 from book.maml import TaskBatch, apply_gradients, finetune_curve, maml_gradient, parameters_of, reptile_gradient
 from book.paths import CHECKPOINTS as CHECKPOINTS_ROOT
 from book.stats import confidence_95  # noqa: F401  (re-exported: Chapter 5 checks intervals with it)
@@ -337,7 +337,7 @@ def format_table(rows, finetune_lr, shown_steps=(0, 1, 5, 10)) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m book.experiments.sinusoid", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m book.experiments.sinusoid", description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="meta-train the methods before evaluating")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to train")
@@ -388,7 +388,7 @@ def _run(args) -> int:
         seconds = time.perf_counter() - start
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     report = {"results": rows, "test_tasks": args.tasks,
               "pretrained_finetune_lr": {str(k): v for k, v in finetune_lr.items()},
               "evaluation_seconds": round(seconds, 1)}
