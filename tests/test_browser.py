@@ -381,29 +381,39 @@ def book_pages() -> list[str]:
 # What the page shows, measured in the page. Each list names the offenders, so a failure says where.
 AUDIT = r"""() => {
   const article = document.querySelector('article.bd-article') || document.body;
+  const all = (root, selector) => [...root.querySelectorAll(selector)];
   const visible = e => e.offsetParent !== null;
   const short = s => s.replace(/\s+/g, ' ').trim().slice(0, 80);
+  const longest = text => text.split('\n').reduce((a, l) => l.length > a.length ? l : a, '');
   const column = article.getBoundingClientRect();
-  const pres = [...article.querySelectorAll('pre')].filter(visible);
+  const pres = all(article, 'pre').filter(visible);
+  const notProse = 'pre, code, script, style, .MathJax, .MathJax_Preview, .MJX_Assistive_MathML, '
+    + '.attention-view, .math';
   const textNodes = [];
   const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
   for (let n; (n = walker.nextNode());) {
-    if (!n.parentElement.closest('pre, code, script, style, .MathJax, .MathJax_Preview, .MJX_Assistive_MathML, .attention-view, .math')) {
-      textNodes.push(n.textContent);
-    }
+    if (!n.parentElement.closest(notProse)) textNodes.push(n.textContent);
   }
   const prose = textNodes.join('');
+  const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  const captioned = i => i.closest('figure') && i.closest('figure').querySelector('figcaption');
+  const typeset = e => e.querySelector('.MathJax, .MathJax_Display, .MathJax_Preview');
   return {
-    markdownTables: [...article.querySelectorAll('p, li')].filter(e => /\|\s*:?-{3,}:?\s*\|/.test(e.textContent)).map(e => short(e.textContent)),
+    markdownTables: all(article, 'p, li').filter(e => /\|\s*:?-{3,}:?\s*\|/.test(e.textContent))
+      .map(e => short(e.textContent)),
     strayDollars: (prose.match(/\$[^$\n]{1,120}\$/g) || []).map(short),
-    toolMarkers: document.body.innerText.split('\n').filter(l => /NBVAL_IGNORE_OUTPUT|#\| export/.test(l)).map(short),
-    scrollingCode: pres.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => short(e.textContent.split('\n').reduce((a, l) => l.length > a.length ? l : a, ''))),
-    codeOutsideColumn: pres.filter(e => e.getBoundingClientRect().right > column.right + 1).map(e => short(e.textContent)),
-    cutEquations: [...article.querySelectorAll('div.math')].filter(e => e.scrollWidth > e.clientWidth + 1 && !['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).map(e => short(e.textContent)),
-    figuresWithoutCaption: [...article.querySelectorAll('img')].filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption'))).map(i => i.getAttribute('src')),
+    toolMarkers: document.body.innerText.split('\n')
+      .filter(l => /NBVAL_IGNORE_OUTPUT|#\| export/.test(l)).map(short),
+    scrollingCode: pres.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => short(longest(e.textContent))),
+    codeOutsideColumn: pres.filter(e => e.getBoundingClientRect().right > column.right + 1)
+      .map(e => short(e.textContent)),
+    cutEquations: all(article, 'div.math').filter(e => e.scrollWidth > e.clientWidth + 1 && !scrolls(e))
+      .map(e => short(e.textContent)),
+    figuresWithoutCaption: all(article, 'img').filter(i => !captioned(i)).map(i => i.getAttribute('src')),
     pageScroll: document.documentElement.scrollWidth - window.innerWidth,
-    searchFields: [...document.querySelectorAll('.search-button-field, input[type=search]')].filter(e => visible(e) && !e.closest('.bd-main')).length,
-    unrenderedMath: [...article.querySelectorAll('span.math.notranslate, div.math.notranslate')].filter(e => !e.querySelector('.MathJax, .MathJax_Display, .MathJax_Preview')).length,
+    searchFields: all(document, '.search-button-field, input[type=search]')
+      .filter(e => visible(e) && !e.closest('.bd-main')).length,
+    unrenderedMath: all(article, 'span.math.notranslate, div.math.notranslate').filter(e => !typeset(e)).length,
   };
 }"""
 
@@ -458,7 +468,8 @@ def test_every_page_reads_cleanly(file_pages, path, width_name):
     assert not found["toolMarkers"], f"{path}: tool markers shown {found['toolMarkers']}"
     assert not found["cutEquations"], f"{path} at {width} px: equations cut off {found['cutEquations']}"
     assert not found["figuresWithoutCaption"], f"{path}: figures without a caption {found['figuresWithoutCaption']}"
-    assert not found["codeOutsideColumn"], f"{path} at {width} px: code wider than the column {found['codeOutsideColumn']}"
+    wide = found["codeOutsideColumn"]
+    assert not wide, f"{path} at {width} px: code wider than its column {wide}"
     assert found["unrenderedMath"] == 0, f"{path}: {found['unrenderedMath']} equations not typeset"
     assert found["searchFields"] <= 1, f"{path} at {width} px: {found['searchFields']} search fields"
     if width_name == "laptop":

@@ -31,7 +31,8 @@ def one_of_each_script(app, pagename, templatename, context, doctree):
     seen, kept = set(), []
     for script in scripts:
         attributes = getattr(script, "attributes", {}) or {}
-        key = (str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        filename = str(getattr(script, "filename", script) or "")
+        key = (filename, tuple(sorted((k, str(v)) for k, v in attributes.items())))
         if key not in seen:
             seen.add(key)
             kept.append(script)
