@@ -259,7 +259,7 @@ class MultiHeadAttention(_MultiHeadParameters):
         return self.out_proj(output), weights
 
 
-# Chapter 2 (Attention), section: What attention looks like > Heads that learned something: a tiny model trained on Shakespeare
+# Chapter 2 (Attention), section: Heads that learned something: a tiny model trained on Shakespeare
 class AttentionOnlyLanguageModel(nn.Module):
     """The smallest language model with attention: embeddings, one causal multi-head
     attention layer, read-out.

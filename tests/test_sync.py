@@ -129,3 +129,13 @@ def test_errors_exit_with_a_message(tmp_path, capsys):
     _notebook(tmp_path / "02_b.ipynb", [_code("#| export book.demo\nB = 2")])
     assert sync.main([], tmp_path, tmp_path) == 2
     assert capsys.readouterr().err.startswith("error: book.demo is exported by both")
+
+
+def test_a_stamp_stays_within_the_line_width():
+    long = "Heads that learned something: a tiny model trained on Shakespeare's text"
+    cell = sync.ExportedCell("book.demo", "A = 1", "Chapter 2 (Attention)", f"What attention looks like > {long}")
+    assert sync._stamp(cell) == f"# Chapter 2 (Attention), section: {long}"
+    deeper = sync.ExportedCell("book.demo", "A = 1", "Chapter 2 (Attention)", f"{long} > {long}")
+    assert sync._stamp(deeper) == f"# Chapter 2 (Attention), section: {long}"
+    widest = sync.ExportedCell("book.demo", "A = 1", "Chapter 2 (Attention)", long * 2)
+    assert len(sync._stamp(widest)) == 120 and sync._stamp(widest).endswith("...")

@@ -174,6 +174,18 @@ def _stamped(rest: list[str | None], tree: ast.Module, stamp: str) -> str:
     return re.sub(r"\n{3,}", "\n\n\n", "\n".join(out).strip("\n"))
 
 
+def _stamp(cell: ExportedCell, width: int = 120) -> str:
+    """The comment naming the cell's chapter and section, shortened to the innermost heading if too wide."""
+    if not cell.section:
+        return f"# {cell.chapter}"
+    innermost = cell.section.split(" > ")[-1]
+    for stamp in (f"# {cell.chapter}, section: {cell.section}", f"# {cell.chapter}, section: {innermost}",
+                  f"# {cell.chapter.split(' (')[0]}, section: {innermost}"):
+        if len(stamp) <= width:
+            return stamp
+    return stamp[:width - 3] + "..."
+
+
 def module_text(cells: list[ExportedCell], notebook: str) -> str:
     """The text of one generated module from its exported cells (all from one notebook)."""
     docstring, imports, parts = None, [], []
@@ -186,7 +198,7 @@ def module_text(cells: list[ExportedCell], notebook: str) -> str:
                 raise SyncError(f"{cell.module}: the module docstring must open the first exported cell")
             docstring = cell_doc
         imports += cell_imports
-        stamp = f"# {cell.chapter}, section: {cell.section}" if cell.section else f"# {cell.chapter}"
+        stamp = _stamp(cell)
         code = _stamped(rest, tree, stamp)
         if code:
             parts.append(code)
