@@ -25,14 +25,19 @@ TAGS = ["colab-setup", "remove-cell"]
 
 SETUP_SOURCE = f"""\
 # On Google Colab: fetch the book's code, data and checkpoints. Anywhere else: nothing.
+import os
+import subprocess
 import sys
+
 if "google.colab" in sys.modules:
-    import os, subprocess
-    if not os.path.isdir({CLONE_DIR!r}):
-        subprocess.run(["git", "clone", "--depth=1", {REPOSITORY_URL!r}, {CLONE_DIR!r}], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", {CLONE_DIR!r}], check=True)
-    sys.path.insert(0, {CLONE_DIR!r})
-    os.chdir({CLONE_DIR!r} + "/chapters")"""
+    BOOK_CLONE = {CLONE_DIR!r}
+    if not os.path.isdir(BOOK_CLONE):
+        url = {REPOSITORY_URL!r}
+        subprocess.run(["git", "clone", "--depth=1", url, BOOK_CLONE], check=True)
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "-e", BOOK_CLONE]
+        subprocess.run(pip, check=True)
+    sys.path.insert(0, BOOK_CLONE)
+    os.chdir(BOOK_CLONE + "/chapters")"""
 
 
 def is_setup_cell(cell: dict) -> bool:
