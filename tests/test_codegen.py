@@ -34,8 +34,10 @@ def test_whole_modules_are_held_out(corpus):
 
 
 def test_training_command_reads_the_same_split(corpus):
-    train_text, val_text, description = train.load_data("stdlib", val_fraction=0.1)
-    assert (train_text, val_text) == corpus.split()
+    train_ids, val_ids, description, tokenizer = train.load_data("stdlib", val_fraction=0.1)
+    train_text, val_text = corpus.split()
+    assert tokenizer.decode(train_ids.tolist()) == train_text
+    assert tokenizer.decode(val_ids.tolist()) == val_text
     assert f"{len(corpus.heldout_names)} held out" in description
 
 
