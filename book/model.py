@@ -22,7 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from book.attention import causal_mask
 from book.errors import BookError
+from book.settings import Settings
 
 
 class ModelError(BookError):
@@ -33,7 +35,12 @@ ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh"}  # name -> nn.GELU's ``approx
 
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(Settings):
+    """What the model is: its vocabulary, context, depth, heads and width."""
+
+    unknown_error = ModelError
+    kind = "model settings"
+
     vocab_size: int
     context_length: int = 256  # the longest sequence the model reads (its position table's size)
     n_layer: int = 4
@@ -58,17 +65,6 @@ class GPTConfig:
     @property
     def head_size(self) -> int:
         return self.d_model // self.n_head
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GPTConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ModelError(f"unknown model settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 class KVCache:
@@ -124,8 +120,9 @@ class CausalSelfAttention(nn.Module):
         elif T == 1:
             mask, is_causal = None, False  # one new token may look at everything before it
         else:
-            # New queries at positions start..start+T-1 against keys at 0..start+T-1.
-            mask, is_causal = causal_mask(T, start + T, x.device)[None, None], False
+            # New queries at positions start..start+T-1 against keys at 0..start+T-1: the last
+            # T rows of the square mask.
+            mask, is_causal = causal_mask(start + T, device=x.device)[start:][None, None], False
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # put the heads side by side again
@@ -136,14 +133,8 @@ class CausalSelfAttention(nn.Module):
         T = x.shape[1]
         q, k, _ = self.split_heads(x)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
-        scores = scores.masked_fill(~causal_mask(T, T, x.device), float("-inf"))
+        scores = scores.masked_fill(~causal_mask(T, device=x.device), float("-inf"))
         return scores.softmax(dim=-1)
-
-
-def causal_mask(n_queries: int, n_keys: int, device=None) -> torch.Tensor:
-    """Boolean (n_queries, n_keys) mask, True where the query may attend: the last queries see all keys."""
-    offset = n_keys - n_queries
-    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
 class MLP(nn.Module):

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from book.distributed import SINGLE, Process, check_batch_size, mean_over_processes, shard
 from book.errors import BookError
+from book.settings import Settings
 
 
 class TrainingError(BookError):
@@ -29,8 +30,11 @@ class TrainingError(BookError):
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Everything that decides how a model is trained (not what the model is)."""
+
+    unknown_error = TrainingError
+    kind = "training settings"
 
     max_steps: int = 2000
     batch_size: int = 12
@@ -55,16 +59,6 @@ class TrainConfig:
         if not 0 <= self.min_lr <= self.max_lr:
             raise TrainingError(f"need 0 <= min_lr <= max_lr, got min_lr={self.min_lr}, max_lr={self.max_lr}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TrainingError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 @dataclasses.dataclass
