@@ -152,3 +152,21 @@ def test_attention_maps():
     torch.testing.assert_close(attn.proj(y), attn(block.ln_1(x)))
     with pytest.raises(ModelError, match="one sequence"):
         model.attention_maps(torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_the_models_attention_is_chapter_2s_multi_head_attention():
+    """The fused attention of the GPT computes what Chapter 2's lesson module computes."""
+    from book.attention import MultiHeadAttention
+    from book.model import CausalSelfAttention
+
+    torch.manual_seed(0)
+    fused = CausalSelfAttention(GPTConfig(vocab_size=11, context_length=16, n_layer=1, n_head=4, d_model=32))
+    lesson = MultiHeadAttention(32, 4, causal=True)
+    with torch.no_grad():
+        for mine, theirs in ((lesson.in_proj, fused.qkv), (lesson.out_proj, fused.proj)):
+            mine.weight.copy_(theirs.weight)
+            mine.bias.copy_(theirs.bias)
+    x = torch.randn(2, 9, 32)
+    output, weights = lesson(x)
+    torch.testing.assert_close(fused(x), output)
+    torch.testing.assert_close(fused.attention_weights(x), weights)
