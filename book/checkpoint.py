@@ -98,9 +98,9 @@ def save_checkpoint(directory, model: GPT, tokenizer: Tokenizer, *, train_config
         if generator is not None:
             tensors["rng.batches"] = generator.get_state()
     with _ctrl_c_held():  # Ctrl-C waits for the last rename: the files on disk always belong together
-        _save_atomically(weights, directory / MODEL_FILE, stamp)
+        save_tensors(weights, directory / MODEL_FILE, stamp)
         if tensors is not None:
-            _save_atomically(tensors, directory / OPTIMIZER_FILE, stamp)
+            save_tensors(tensors, directory / OPTIMIZER_FILE, stamp)
         elif (directory / OPTIMIZER_FILE).exists():
             (directory / OPTIMIZER_FILE).unlink()  # a stale state from another run must not be resumed
         temporary = directory / (META_FILE + ".tmp")
@@ -126,19 +126,25 @@ def _ctrl_c_held():
         raise KeyboardInterrupt
 
 
-def _save_atomically(tensors: dict, path: pathlib.Path, metadata: dict) -> None:
+def save_tensors(tensors: dict, path: pathlib.Path, metadata: dict) -> None:
+    """Write a safetensors file atomically: a temporary file, then a rename (the book's one writer)."""
     temporary = path.with_name(path.name + ".tmp")
     save_file(tensors, temporary, metadata=metadata)
     os.replace(temporary, path)
 
 
-def _saved_step(path: pathlib.Path) -> int | None:
-    """The step recorded inside a weights file (None for files written before steps were recorded)."""
+def tensor_metadata(path: pathlib.Path) -> dict:
+    """The string metadata stored in a safetensors file."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            step = (handle.metadata() or {}).get("step")
+            return handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def _saved_step(path: pathlib.Path) -> int | None:
+    """The step recorded inside a weights file (None for files written before steps were recorded)."""
+    step = tensor_metadata(path).get("step")
     return int(step) if step is not None and step.isdigit() else None
 
 
@@ -166,7 +172,7 @@ def load_checkpoint(directory, *, device: str | torch.device = "cpu") -> Checkpo
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(f"{directory}: the vocabulary has {tokenizer.vocab_size} tokens but the "
                               f"model config says {config.vocab_size}")
-    weights = _read_tensors(directory / MODEL_FILE)
+    weights = load_tensors(directory / MODEL_FILE)
     _check_step(directory, meta, directory / MODEL_FILE)
     with torch.device("meta"):  # shapes only: a hostile config must not allocate before it is checked
         skeleton = GPT(config)
@@ -197,7 +203,7 @@ def load_training_state(directory, optimizer: torch.optim.Optimizer, generator: 
     meta = read_metadata(directory)
     if "optimizer" not in meta or not (directory / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{directory}: no optimizer state saved, so training cannot be resumed")
-    tensors = _read_tensors(directory / OPTIMIZER_FILE)
+    tensors = load_tensors(directory / OPTIMIZER_FILE)
     _check_step(directory, meta, directory / OPTIMIZER_FILE)
     groups = meta["optimizer"]
     if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
@@ -233,7 +239,8 @@ def read_metadata(directory) -> dict:
     return meta
 
 
-def _read_tensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or a CheckpointError naming what is wrong with it."""
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: the weights file {path.name} is missing")
     try:

@@ -236,13 +236,13 @@ def test_ctrl_c_in_the_middle_of_a_save_waits_for_its_end(tmp_path, monkeypatch)
     from book import checkpoint
 
     small_checkpoint(tmp_path, step=3)
-    real = checkpoint._save_atomically
+    real = checkpoint.save_tensors
 
     def save_then_interrupt(tensors, path, metadata):
         real(tensors, path, metadata)
         os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(checkpoint, "_save_atomically", save_then_interrupt)
+    monkeypatch.setattr(checkpoint, "save_tensors", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         small_checkpoint(tmp_path, step=5)
     assert load_checkpoint(tmp_path).step == 5

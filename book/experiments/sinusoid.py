@@ -27,10 +27,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from book.checkpoint import CheckpointError
+from book.checkpoint import CheckpointError, load_tensors, save_tensors, tensor_metadata
 from book.errors import CommandParser
 from book.maml import TaskBatch, apply_gradients, finetune_curve, maml_gradient, parameters_of, reptile_gradient
 from book.paths import CHECKPOINTS as CHECKPOINTS_ROOT
@@ -154,12 +153,15 @@ def _train(method, iterations, seed, log_every, progress):
 
 
 def save_checkpoint(network: nn.Module, record: dict, directory: pathlib.Path = CHECKPOINTS) -> None:
+    """The network's weights (through :func:`book.checkpoint.save_tensors`) and its training record."""
     directory.mkdir(parents=True, exist_ok=True)
     method = record["method"]
     metadata = {"method": method, "hidden": json.dumps(HIDDEN)}
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()},
-              str(directory / f"{method}.safetensors"), metadata=metadata)
-    (directory / f"{method}.json").write_text(json.dumps(record, indent=1) + "\n")
+    save_tensors({k: v.contiguous() for k, v in network.state_dict().items()},
+                 directory / f"{method}.safetensors", metadata)
+    temporary = directory / f"{method}.json.tmp"
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    temporary.replace(directory / f"{method}.json")
 
 
 def load_network(method: str, directory: pathlib.Path = CHECKPOINTS) -> nn.Module:
@@ -167,14 +169,12 @@ def load_network(method: str, directory: pathlib.Path = CHECKPOINTS) -> nn.Modul
     path = pathlib.Path(directory) / f"{method}.safetensors"
     if not path.exists():
         raise CheckpointError(f"no checkpoint {path}; train it with `python -m book.experiments.sinusoid --train`")
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    metadata = tensor_metadata(path)
     if metadata.get("method") != method or metadata.get("hidden") != json.dumps(HIDDEN):
         raise CheckpointError(f"{path} was saved for method {metadata.get('method')!r} with hidden sizes "
                               f"{metadata.get('hidden')}, expected {method!r} with {list(HIDDEN)}")
     network = make_network()
-    network.load_state_dict(load_file(str(path)))
+    network.load_state_dict(load_tensors(path))
     return network
 
 
