@@ -148,7 +148,7 @@ def test_shipped_adaptation_results_are_consistent(corpus):
 
 def test_command_rejects_bad_settings_and_checkpoints(tmp_path, capsys):
     out = tmp_path / "code.json"
-    for bad in (["--steps", "0"], ["--lr", "0"]):
+    for bad in (["--steps", "0"], ["--lr", "0"], ["--lr", "nan"]):
         with pytest.raises(SystemExit) as exit_info:
             code_adaptation.main(["--out", str(out), *bad])
         assert exit_info.value.code == 2 and "must be positive" in capsys.readouterr().err

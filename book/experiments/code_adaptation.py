@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import math
 import pathlib
 import sys
 import time
@@ -22,6 +23,7 @@ from book.applications.finetuning import finetune
 from book.applications.scoring import exact_match
 from book.checkpoint import load_checkpoint
 from book.data import load_code_corpus, split_text
+from book.errors import CommandParser
 from book.experiments.results import check_out, run_and_save
 from book.model import GPT
 from book.paths import ROOT
@@ -78,14 +80,14 @@ def adaptation_experiment(checkpoint_dir: str | pathlib.Path = CODE_CHECKPOINT, 
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     return parse
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m book.experiments.code_adaptation",
+    parser = CommandParser(prog="python -m book.experiments.code_adaptation",
                                      description="Run the few-shot code-completion experiment and save its results.")
     parser.add_argument("--checkpoint", default=str(CODE_CHECKPOINT.relative_to(ROOT)))
     parser.add_argument("--out", required=True, help="the JSON file to write")

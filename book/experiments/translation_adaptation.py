@@ -9,7 +9,6 @@ Chapter 6's meta-learned models; the results are shipped in
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
@@ -19,6 +18,7 @@ from book.applications.finetuning import finetune
 from book.applications.scoring import exact_match, similarity
 from book.applications.translation import number_words, support_ids, translate, translation_split
 from book.checkpoint import load_checkpoint
+from book.errors import CommandParser
 from book.experiments import metagpt
 from book.experiments.results import check_out, run_and_save
 from book.model import GPT
@@ -81,7 +81,7 @@ def translation_experiment(checkpoint_dir: str, *, steps: int = 60, lr: float = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m book.experiments.translation_adaptation",
+    parser = CommandParser(prog="python -m book.experiments.translation_adaptation",
                                      description="Run the number-word translation experiment and save its results.")
     parser.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
     parser.add_argument("--out", required=True, help="the JSON file to write")

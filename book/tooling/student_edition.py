@@ -11,7 +11,6 @@ attempted yet" until the student writes an answer.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import pathlib
 import shutil
@@ -19,7 +18,7 @@ import sys
 
 import nbformat
 
-from book.errors import BookError
+from book.errors import BookError, CommandParser
 from book.paths import ROOT, unwritable_reason
 
 SOLUTION_TAG = "solution"
@@ -134,7 +133,8 @@ def write_edition(out: pathlib.Path, chapters: pathlib.Path = ROOT / "chapters",
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write the chapters with exercise solutions replaced by stubs.")
+    parser = CommandParser(prog="python -m book.tooling.student_edition",
+                           description="Write the chapters with exercise solutions replaced by stubs.")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="folder to write the student notebooks to")
     parser.add_argument("--force", action="store_true", help="overwrite student notebooks already in --out")
     args = parser.parse_args(argv)
