@@ -1,8 +1,9 @@
 """Sphinx extension: hide the lines of code cells that speak to tools, not to readers.
 
 ``# NBVAL_IGNORE_OUTPUT`` tells nbval not to compare a cell's output, and ``#| export book.x``
-tells ``book.sync`` which module a cell belongs to. Both stay in the notebooks, where the tools
-read them; in the rendered book they are noise, so they are dropped from the displayed source.
+tells ``book.tooling.sync`` which module a cell belongs to. Both stay in the notebooks, where
+the tools read them; in the rendered book they are noise, so they are dropped from the
+displayed source.
 """
 from docutils import nodes
 
