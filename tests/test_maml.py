@@ -282,12 +282,14 @@ def test_maml_on_the_books_gpt_matches_explicit_double_backward():
         assert_close(ours[name], e)
 
 
+@pytest.mark.parametrize("support_weight", [0.0, 0.5])
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("steps", [1, 2])
-def test_autograd_and_func_engines_agree(first_order, steps):
+def test_autograd_and_func_engines_agree(first_order, steps, support_weight):
     net, tasks = tiny_network(), tiny_tasks(tasks=4)
     params = parameters_of(net)
-    kwargs = dict(loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=steps, first_order=first_order)
+    kwargs = dict(loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=steps, first_order=first_order,
+                  support_weight=support_weight)
     functional, loss_f = maml_gradient(net, params, tasks, engine="func", **kwargs)
     looped, loss_a = maml_gradient(net, params, tasks, engine="autograd", **kwargs)
     assert_close(loss_a, loss_f)
@@ -322,14 +324,13 @@ def test_unknown_engine_is_rejected():
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-@pytest.mark.parametrize("steps", [1, 2])
-def test_support_weight_adds_the_pre_adaptation_support_loss_in_both_engines(first_order, steps):
+def test_support_weight_adds_the_gradient_of_the_support_loss_before_adaptation(first_order):
     net, tasks = tiny_network(), tiny_tasks(tasks=4)
     params = parameters_of(net)
-    kwargs = dict(loss_fn=F.mse_loss, inner_lr=INNER_LR, steps=steps, first_order=first_order)
-    plain, plain_loss = maml_gradient(net, params, tasks, engine="func", **kwargs)
-    functional, loss_f = maml_gradient(net, params, tasks, engine="func", support_weight=0.5, **kwargs)
-    looped, loss_a = maml_gradient(net, params, tasks, engine="autograd", support_weight=0.5, **kwargs)
+    plain, plain_loss = maml_gradient(net, params, tasks, loss_fn=F.mse_loss, inner_lr=INNER_LR,
+                                      first_order=first_order)
+    functional, loss_f = maml_gradient(net, params, tasks, loss_fn=F.mse_loss, inner_lr=INNER_LR,
+                                       first_order=first_order, support_weight=0.5)
 
     def support_loss(p):
         return torch.stack([task_loss(net, p, tasks.x_support[i], tasks.y_support[i], F.mse_loss)
@@ -338,10 +339,8 @@ def test_support_weight_adds_the_pre_adaptation_support_loss_in_both_engines(fir
     leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
     support_gradients = dict(zip(leaves, torch.autograd.grad(support_loss(leaves), list(leaves.values()))))
     assert_close(loss_f, plain_loss + 0.5 * support_loss(params))
-    assert_close(loss_a, loss_f)
     for name in params:
         assert_close(functional[name], plain[name] + 0.5 * support_gradients[name])
-        assert_close(looped[name], functional[name])
 
 
 def test_support_weight_needs_an_inner_step():
