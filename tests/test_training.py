@@ -12,6 +12,7 @@ from book.training import (
     History,
     TrainConfig,
     TrainingError,
+    epoch_batch,
     estimate_loss,
     lr_schedule,
     make_optimizer,
@@ -203,3 +204,53 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "a")
     with pytest.raises(CheckpointError, match="no optimizer state"):
         load_training_state(tmp_path / "b", make_optimizer(tiny_model(5), lr=1, weight_decay=0, betas=(0.9, 0.9)))
+
+
+def test_epoch_sampling_gives_windows_of_the_text_and_depends_only_on_the_step():
+    ids = np.arange(1000)  # distinct values, so a window tells where it starts
+    context, batch = 16, 4
+    for step in (0, 5, 61):  # 61 windows a pass: step 15 crosses into the second pass
+        x, y = epoch_batch(ids, step, batch, context, seed=3)
+        assert x.dtype == torch.int64 and x.shape == (batch, context)
+        assert torch.equal(x[:, 1:], y[:, :-1]) and torch.equal(y[:, -1], x[:, -1] + 1)
+        assert torch.equal(x[:, 1:] - x[:, :-1], torch.ones(batch, context - 1, dtype=torch.int64))
+    again = epoch_batch(torch.as_tensor(ids), 7, batch, context, seed=3)
+    assert torch.equal(again[0], epoch_batch(ids, 7, batch, context, seed=3)[0])
+    assert not torch.equal(epoch_batch(ids, 7, batch, context, seed=4)[0], again[0])
+
+
+def test_epoch_sampling_covers_each_character_once_per_pass():
+    ids = np.arange(5000)  # distinct values, so a window tells where it starts
+    context = 32
+    per_pass = (len(ids) - context) // context
+    counts = np.zeros(len(ids), dtype=int)
+    for step in range(per_pass):
+        x, _ = epoch_batch(ids, step, 1, context, seed=0)
+        counts[x[0].numpy()] += 1
+    offset = int(np.flatnonzero(counts)[0])
+    assert offset < context
+    assert (counts[offset:offset + per_pass * context] == 1).all()
+    assert counts.sum() == per_pass * context
+
+
+def test_unknown_sampling_or_compute_dtype_is_refused():
+    with pytest.raises(TrainingError, match="sampling must be one of random, epochs"):
+        TrainConfig(sampling="shuffle")
+    with pytest.raises(TrainingError, match="compute_dtype must be one of float32, bfloat16"):
+        TrainConfig(compute_dtype="float16")
+
+
+def test_bfloat16_training_stays_close_to_float32():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 8, (2000,))
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=8, context_length=16, n_layer=1, n_head=2, d_model=16))
+        config = TrainConfig(max_steps=30, batch_size=8, context_length=16, max_lr=1e-2, min_lr=1e-3,
+                             warmup_steps=2, eval_interval=30, eval_iters=2, compute_dtype=dtype,
+                             sampling="epochs")
+        history = train(model, ids, ids, config, progress=False)
+        assert next(model.parameters()).dtype == torch.float32
+        losses[dtype] = history.train_loss
+    assert abs(losses["float32"][-1] - losses["bfloat16"][-1]) < 0.05
