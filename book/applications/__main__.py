@@ -1,7 +1,7 @@
 """Every application's results in one file: ``python -m book.applications --json``.
 
 Each application's own command trains and measures, and writes
-``checkpoints/applications/<application>.json`` (see :mod:`book.applications.results`). This
+``checkpoints/applications/results/<application>.json`` (see :mod:`book.applications.results`). This
 command gathers them, prints ``{"results": [...]}`` with ``--json`` (a table without it) and,
 with ``--out FILE``, writes the same JSON there.
 """

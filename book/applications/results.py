@@ -1,6 +1,6 @@
 """One results file per application, in one shape, and the intervals they report (Chapter 7).
 
-Every application's command writes ``checkpoints/applications/<application>.json``::
+Every application's command writes ``checkpoints/applications/results/<application>.json``::
 
     {"application": "qa", "command": "python -m ...", "machine": "...", "wall_seconds": 123.4,
      "results": [{"application": "qa", "task": "one supporting fact", "metric": "exact match",
@@ -27,7 +27,7 @@ from book.errors import BookError
 from book.paths import CHECKPOINTS
 
 APPLICATIONS = ("generation", "translation", "qa", "sentiment", "dialogue", "code")
-RESULTS_DIR = CHECKPOINTS / "applications"
+RESULTS_DIR = CHECKPOINTS / "applications" / "results"
 
 
 class ResultsError(BookError):
