@@ -183,7 +183,7 @@ def random_batch(ids: torch.Tensor | np.ndarray, batch_size: int, context_length
         raise TrainingError(
             f"text of {len(ids)} tokens is too short for a context of {context_length} "
             f"(it needs at least {context_length + 1})")
-    starts = torch.randint(len(ids) - context_length, (batch_size,), generator=generator)
+    starts = random_window_starts(len(ids), batch_size, context_length, generator)
     if isinstance(ids, np.ndarray):
         windows = torch.from_numpy(ids[starts.numpy()[:, None] + np.arange(context_length + 1)].astype(np.int64))
     else:
@@ -202,17 +202,50 @@ def epoch_batch(ids: torch.Tensor | np.ndarray, step: int, batch_size: int, cont
     if len(ids) <= 2 * context_length:
         raise TrainingError(f"text of {len(ids)} tokens is too short for passes over windows of "
                             f"{context_length} (it needs more than {2 * context_length})")
-    per_pass = (len(ids) - context_length) // context_length  # the same for every offset
-    positions = np.arange(step * batch_size, (step + 1) * batch_size)
-    starts = np.empty(batch_size, dtype=np.int64)
-    for epoch in np.unique(positions // per_pass):
-        offset, order = _pass_order(len(ids), context_length, seed, int(epoch))
-        chosen = positions // per_pass == epoch
-        starts[chosen] = offset + context_length * order[positions[chosen] % per_pass]
+    starts = epoch_window_starts(len(ids), step, batch_size, context_length, seed)
     rows = starts[:, None] + np.arange(context_length + 1)
     windows = ids[rows] if isinstance(ids, np.ndarray) else ids[torch.from_numpy(rows)].numpy()
     windows = torch.from_numpy(np.asarray(windows, dtype=np.int64))
     return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+
+def random_window_starts(length: int, batch_size: int, context_length: int,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Where the windows of :func:`random_batch` start: uniform over the text, with replacement."""
+    return torch.randint(length - context_length, (batch_size,), generator=generator)
+
+
+def epoch_window_starts(length: int, step: int, batch_size: int, context_length: int, seed: int) -> np.ndarray:
+    """Where the windows of :func:`epoch_batch` number ``step`` start, in a text of ``length`` tokens."""
+    per_pass = (length - context_length) // context_length  # the same for every offset
+    positions = np.arange(step * batch_size, (step + 1) * batch_size)
+    starts = np.empty(batch_size, dtype=np.int64)
+    for epoch in np.unique(positions // per_pass):
+        offset, order = _pass_order(length, context_length, seed, int(epoch))
+        chosen = positions // per_pass == epoch
+        starts[chosen] = offset + context_length * order[positions[chosen] % per_pass]
+    return starts
+
+
+def reading_counts(length: int, config: TrainConfig, steps: int | None = None) -> np.ndarray:
+    """How many times a run of ``config`` (its first ``steps`` steps) reads each token of its training text.
+
+    A token counts as read when it is in a window, as input or as target. The batches are
+    replayed exactly as :func:`train` draws them with its default generator, so the answer is
+    that of the actual run, not an estimate.
+    """
+    steps = config.max_steps if steps is None else steps
+    window = config.context_length + 1
+    change = np.zeros(length + 1, dtype=np.int64)
+    generator = torch.Generator().manual_seed(config.seed)
+    for step in range(steps):
+        if config.sampling == "epochs":
+            starts = epoch_window_starts(length, step, config.batch_size, config.context_length, config.seed)
+        else:
+            starts = random_window_starts(length, config.batch_size, config.context_length, generator).numpy()
+        np.add.at(change, starts, 1)
+        np.add.at(change, starts + window, -1)
+    return np.cumsum(change[:-1])
 
 
 @functools.lru_cache(maxsize=2)

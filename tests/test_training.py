@@ -18,6 +18,7 @@ from book.training import (
     make_optimizer,
     optimizer_for,
     random_batch,
+    reading_counts,
     train,
 )
 
@@ -254,3 +255,21 @@ def test_bfloat16_training_stays_close_to_float32():
         assert next(model.parameters()).dtype == torch.float32
         losses[dtype] = history.train_loss
     assert abs(losses["float32"][-1] - losses["bfloat16"][-1]) < 0.05
+
+
+@pytest.mark.parametrize("sampling", ["random", "epochs"])
+def test_reading_counts_replay_the_batches_of_a_run(sampling):
+    ids = np.arange(3000)  # distinct values: a window's tokens are its positions
+    config = TrainConfig(max_steps=40, batch_size=4, context_length=16, sampling=sampling, seed=5)
+    counted = np.zeros(len(ids), dtype=np.int64)
+    generator = torch.Generator().manual_seed(config.seed)
+    for step in range(config.max_steps):
+        if sampling == "epochs":
+            x, y = epoch_batch(ids, step, config.batch_size, config.context_length, config.seed)
+        else:
+            x, y = random_batch(ids, config.batch_size, config.context_length, generator)
+        for row_x, row_y in zip(x.numpy(), y.numpy()):
+            counted[np.union1d(row_x, row_y)] += 1
+    assert np.array_equal(reading_counts(len(ids), config), counted)
+    if sampling == "epochs":  # 160 windows of 17 tokens: under one pass, so nothing is read 3 times
+        assert counted.max() <= 2 and (counted > 0).sum() >= 160 * 16
