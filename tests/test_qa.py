@@ -1,0 +1,176 @@
+"""The bAbI-style question answering of Chapter 7: the generator's rules, the held-out pools, scoring, the results."""
+import pytest
+import torch
+
+from book.applications import qa
+from book.applications.results import read_results, results_path, wilson_interval
+from book.model import GPT
+
+
+def words(prompt, kind):
+    facts, subject = qa.parse_story(prompt)
+    if kind == "names":
+        return {person for person, _, _ in facts} | ({subject} if subject[0].isupper() else set())
+    if kind == "places":
+        return {word for _, k, word in facts if k == "move"}
+    return {word for _, k, word in facts if k != "move"} | ({subject} if subject[0].islower() else set())
+
+
+def test_pools_are_disjoint_and_cover_every_split():
+    for kind, pools in qa.POOLS.items():
+        assert set(pools) == set(qa.SPLITS)
+        for a in qa.SPLITS:
+            assert pools[a], (kind, a)
+            for b in qa.SPLITS:
+                if a < b:
+                    assert not set(pools[a]) & set(pools[b]), (kind, a, b)
+
+
+@pytest.mark.parametrize("task", qa.TASKS)
+@pytest.mark.parametrize("split", qa.SPLITS)
+def test_stories_use_only_their_split_pools_and_follow_the_rule(task, split):
+    examples = qa.make_examples(task, split, 300, seed=5)
+    for example in examples:
+        assert example.task == task and example.prompt.endswith("?")
+        assert set(example.text) <= set(qa.VOCABULARY) and example.text.endswith(f"? {example.answer}\n")
+        for kind in ("names", "places", "objects"):
+            assert words(example.prompt, kind) <= set(qa.POOLS[kind][split]), (kind, example.prompt)
+        assert example.answer in qa.POOLS["places"][split]
+        # the oracle re-derives every answer from the text alone
+        assert qa.rule_answer(example.prompt) == example.answer
+        facts, subject = qa.parse_story(example.prompt)
+        assert len(facts) == example.prompt.count(".")  # every sentence parsed
+        if task == qa.TASKS[0]:
+            assert 2 <= len(facts) <= 6 and all(k == "move" for _, k, _ in facts)
+            assert example.answer == [w for p, _, w in facts if p == subject][-1]
+        else:
+            assert 4 <= len(facts) <= 8
+            assert any(k == "take" and w == subject for _, k, w in facts)  # someone picked the object up
+
+
+def test_the_test_set_is_new_stories_with_unseen_names():
+    train = {e.prompt for task in qa.TASKS for e in qa.make_examples(task, "train", 2000, 0)}
+    test = [e for task in qa.TASKS for e in qa.make_examples(task, "test", 500, 0)]
+    assert not train & {e.prompt for e in test}
+    train_names = set(qa.POOLS["names"]["train"])
+    assert all(not words(e.prompt, "names") & train_names for e in test)
+
+
+def test_the_generator_is_seeded():
+    a = qa.make_examples(qa.TASKS[1], "train", 50, seed=3)
+    assert a == qa.make_examples(qa.TASKS[1], "train", 50, seed=3)
+    assert a != qa.make_examples(qa.TASKS[1], "train", 50, seed=4)
+
+
+def test_the_two_fact_rule_on_written_stories():
+    story = ("Ada went to the kitchen. Ada picked up the apple. Bo moved to the garden. Ada travelled to the office. "
+             "Where is the apple?")
+    assert qa.rule_answer(story) == "office"  # the holder's place now
+    assert qa.last_place(story) == "office"
+    assert qa.last_place_before_object(story) == "kitchen"
+    dropped = ("Ada went to the kitchen. Ada took the apple. Ada dropped the apple. Ada went to the office. "
+               "Where is the apple?")
+    assert qa.rule_answer(dropped) == "kitchen"  # where it was dropped
+    assert qa.last_place(dropped) == "office"
+    one = "Mary moved to the bathroom. John went to the hallway. Where is Mary?"
+    assert qa.rule_answer(one) == "bathroom" and qa.last_place(one) == "hallway"
+
+
+def test_bad_inputs_are_refused_in_one_line():
+    with pytest.raises(qa.QAError, match="task must be"):
+        qa.make_examples("three facts", "train", 3, 0)
+    with pytest.raises(qa.QAError, match="split must be"):
+        qa.make_examples(qa.TASKS[0], "dev", 3, 0)
+    with pytest.raises(qa.QAError, match="positive"):
+        qa.make_examples(qa.TASKS[0], "train", 0, 0)
+    with pytest.raises(qa.QAError, match="Where is"):
+        qa.parse_story("Mary went to the garden.")
+    with pytest.raises(qa.QAError, match="predictions"):
+        qa.exact_match(["a"], [])
+
+
+def test_exact_match_scores_the_whole_word():
+    assert qa.exact_match(["garden", " garden ", "gard", "gardens", None], ["garden"] * 5) == [
+        True, True, False, False, False]
+
+
+def test_the_loss_is_on_the_answer_alone():
+    tok = qa.tokenizer()
+    examples = qa.make_examples(qa.TASKS[0], "train", 4, 0)
+    x, y = qa.encode_batch(examples, tok)
+    for i, example in enumerate(examples):
+        assert tok.decode(x[i, :len(example.text) - 1].tolist()) == example.text[:-1]
+        kept = [tok.decode([t]) for t in y[i].tolist() if t != -100]
+        assert "".join(kept) == example.answer + "\n"
+        assert y[i, len(example.prompt)] == tok.char_to_id[example.answer[0]]  # after "prompt " comes the answer
+    x_all, y_all = qa.encode_batch(examples, tok, loss_on="all")
+    assert torch.equal(x, x_all)
+    n = len(examples[0].text) - 1
+    assert tok.decode(y_all[0, :n].tolist()) == examples[0].text[1:]
+
+
+def test_greedy_answers_stop_at_the_line_break():
+    tok = qa.tokenizer()
+    torch.manual_seed(0)
+    model = GPT.from_config(vocab_size=tok.vocab_size, context_length=64, n_layer=1, n_head=2, d_model=16)
+    answers = qa.answer_questions(model, tok, ["Where is Ada?", "Ada went to the mill. Where is Ada?"], max_chars=5)
+    assert len(answers) == 2 and all(len(a) <= 5 and "\n" not in a for a in answers)
+    with pytest.raises(qa.QAError, match="context"):
+        qa.answer_questions(model, tok, ["x" * 60 + "?"], max_chars=14)
+
+
+def test_a_few_training_steps_lower_the_answer_loss():
+    tok = qa.tokenizer()
+    torch.manual_seed(0)
+    examples = qa.make_examples(qa.TASKS[0], "train", 64, 0)
+    model = GPT.from_config(vocab_size=tok.vocab_size, context_length=256, n_layer=1, n_head=2, d_model=32)
+    history = qa.train_model(model, examples, tok, steps=30, batch_size=16, max_lr=1e-2, warmup_steps=5, bf16=False)
+    assert sum(history["loss"][-5:]) / 5 < history["loss"][0] - 1.0
+
+
+def test_the_command_refuses_bad_settings(capsys):
+    from book.experiments.qa import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--steps", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+shipped = pytest.mark.skipif(not results_path("qa").exists() or not (qa.MODEL_DIR / "checkpoint.json").exists(),
+                             reason="the question-answering results are not written yet")
+
+
+@shipped
+def test_the_results_file_agrees_with_its_outcomes():
+    payload = read_results("qa")
+    rows = {(r["task"], r["method"]): r for r in payload["results"]}
+    for task in qa.TASKS:
+        outcomes = payload["test_outcomes"][task]
+        row = rows[(task, "GPT trained from scratch")]
+        assert row["n"] == len(outcomes) >= 500
+        assert row["value"] == pytest.approx(sum(outcomes) / len(outcomes), abs=1e-6)
+        assert row["ci95"] == pytest.approx(list(wilson_interval(sum(outcomes), len(outcomes))), abs=1e-6)
+        # the baselines are re-computed here from the same test stories
+        test = qa.make_examples(task, "test", row["n"], payload["settings"]["seed"])
+        last = rows[(task, "last place mentioned")]
+        assert last["is_baseline"]
+        assert last["value"] == pytest.approx(sum(qa.exact_match([qa.last_place(e.prompt) for e in test],
+                                                                 [e.answer for e in test])) / len(test), abs=1e-6)
+    table = qa.qa_table()
+    assert len(table) == len(payload["results"]) and set(table["task"]) == set(qa.TASKS)
+
+
+@shipped
+def test_the_shipped_model_answers_as_recorded():
+    payload = read_results("qa")
+    model, tok = qa.load_model()
+    assert model.num_parameters() == payload["settings"]["parameters"]
+    assert sum(p.numel() * 2 for p in model.parameters()) < 3_000_000
+    for task in qa.TASKS:
+        recorded = payload["examples"][task][:3]
+        predictions = qa.answer_questions(model, tok, [r["prompt"] for r in recorded])
+        assert predictions == [r["model"] for r in recorded]
+    table = qa.demo(n=2)
+    assert len(table) == 4 and set(table.columns) >= {"answer", "model", "correct"}
+    assert list(table["correct"]) == [m == a for m, a in zip(table["model"], table["answer"])]
