@@ -174,3 +174,19 @@ def test_the_shipped_model_answers_as_recorded():
     table = qa.demo(n=2)
     assert len(table) == 4 and set(table.columns) >= {"answer", "model", "correct"}
     assert list(table["correct"]) == [m == a for m, a in zip(table["model"], table["answer"])]
+
+
+def test_the_command_trains_saves_the_best_validation_step_and_measures(tmp_path):
+    from book.experiments.qa import main
+
+    out, model_dir = tmp_path / "qa.json", tmp_path / "model"
+    assert main(["--steps", "2", "--eval-every", "1", "--layers", "1", "--d-model", "16", "--heads", "2",
+                 "--train-stories", "16", "--batch-size", "8", "--validation-stories", "2", "--test-stories", "3",
+                 "--out", str(out), "--model-dir", str(model_dir)]) == 0
+    payload = read_results("qa", out)
+    assert [p["step"] for p in payload["validation_curve"]] == [1, 2] and payload["best_step"] in (1, 2)
+    assert payload["training_finished"] and payload["oracle_rule"] == {task: 1.0 for task in qa.TASKS}
+    assert {r["n"] for r in payload["results"]} == {3}
+    assert main(["--evaluate-only", "--test-stories", "3", "--out", str(out), "--model-dir", str(model_dir)]) == 0
+    assert read_results("qa", out)["test_outcomes"] == payload["test_outcomes"]
+    assert main(["--evaluate-only", "--out", str(out), "--model-dir", str(tmp_path / "none")]) == 2
