@@ -11,7 +11,7 @@ import json
 import pathlib
 import sys
 
-from book.applications.results import APPLICATIONS, ResultsError, all_results, results_path
+from book.applications.results import APPLICATIONS, ResultsError, all_results, format_rows, results_path
 from book.errors import CommandParser
 
 
@@ -38,11 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(text)
         return 0
-    for row in rows:
-        interval = "" if row["ci95"] is None else f" [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]"
-        baseline = " (baseline)" if row["is_baseline"] else ""
-        print(f"{row['application']:<11} {row['task']:<32} {row['method']:<28}{baseline} "
-              f"{row['metric']} {row['value']:.3f}{interval} n={row['n']}")
+    for application in APPLICATIONS:
+        mine = [row for row in rows if row["application"] == application]
+        if mine:
+            print(f"== {application}\n{format_rows(mine)}")
     for name in missing:
         print(f"{name:<11} (no results yet: {results_path(name)} is missing)")
     return 0

@@ -141,3 +141,26 @@ def all_results() -> list[dict]:
         if results_path(application).exists():
             rows.extend(read_results(application)["results"])
     return rows
+
+
+def format_rows(rows: list[dict], *, digits: int = 3) -> str:
+    """A plain-text table of result rows (as :func:`read_results` gives them): one line each."""
+    if not rows:
+        return "(no results)"
+    def interval(row):
+        return "" if row["ci95"] is None else f"[{row['ci95'][0]:.{digits}f}, {row['ci95'][1]:.{digits}f}]"
+
+    method_width = max(len(r["method"]) + (11 if r["is_baseline"] else 0) for r in rows)
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for metric in dict.fromkeys(r["metric"] for r in rows if r["task"] == task):
+            lines.append(f"{task}: {metric}")
+            for row in (r for r in rows if r["task"] == task and r["metric"] == metric):
+                name = row["method"] + (" (baseline)" if row["is_baseline"] else "")
+                lines.append(f"  {name:<{method_width}}  {row['value']:.{digits}f}  {interval(row):<18} n={row['n']:,}")
+    return "\n".join(lines)
+
+
+def results_table(application: str, *, digits: int = 3) -> str:
+    """The rows of ``application``'s results file as a plain-text table, grouped by task and metric."""
+    return format_rows(read_results(application)["results"], digits=digits)
