@@ -24,7 +24,7 @@ The results and the shipped checkpoints are written by
 
     python -m book.experiments.number_translation
 
-(see that module for the settings); :func:`translation_table` reads the results and
+(see that module for the settings); :func:`translation_table` reads the results (:func:`format_table` prints them) and
 :func:`demo` translates a few test numbers with the shipped Part A model.
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import functools
 import math
-import os
 import random
 
 import torch
@@ -304,15 +303,24 @@ class Analogy:
 # For the chapter: the results table and a live demo.
 
 
-def translation_table(path=None):
-    """The translation results (``checkpoints/applications/results/translation.json``) as a DataFrame."""
-    import pandas as pd
-
+def translation_table(path=None) -> list[dict]:
+    """The rows of ``checkpoints/applications/results/translation.json``, one dict per method and task."""
     from book.applications.results import read_results
     rows = read_results("translation", path)["results"]
-    return pd.DataFrame([{"task": r["task"], "method": r["method"], "exact match": r["value"],
-                          "95% low": r["ci95"][0], "95% high": r["ci95"][1], "n": r["n"],
-                          "baseline": r["is_baseline"]} for r in rows])
+    return [{"task": r["task"], "method": r["method"], "exact match": r["value"], "95% low": r["ci95"][0],
+             "95% high": r["ci95"][1], "n": r["n"], "baseline": r["is_baseline"]} for r in rows]
+
+
+def format_table(rows: list[dict]) -> str:
+    """:func:`translation_table`'s rows as plain text, grouped by task."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        lines.append(task)
+        for r in (r for r in rows if r["task"] == task):
+            mark = " (baseline)" if r["baseline"] else ""
+            lines.append(f"  {r['method'] + mark:<46} {r['exact match']:.3f}  "
+                         f"[{r['95% low']:.3f}, {r['95% high']:.3f}]  n={r['n']}")
+    return "\n".join(lines)
 
 
 def load_model(name: str = "fr", directory=MODEL_DIR):
@@ -330,7 +338,6 @@ def demo(count: int = 8, seed: int = 0) -> list[dict]:
     """``count`` random test numbers translated to French by the shipped Part A model (a few seconds)."""
     if count < 1:
         raise TranslationError(f"count must be positive, got {count}")
-    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     model, tokenizer = load_model("fr")
     numbers = random.Random(seed).sample(split_numbers()["test"], count)
     predictions = translate_numbers(model, tokenizer, numbers)
