@@ -1,0 +1,216 @@
+"""The dialogue application's results: next-speech selection and booking replies (Chapter 7).
+
+    python -m book.experiments.dialogue
+    python -m book.experiments.dialogue --checkpoint checkpoints/shakespeare-large   # selection with a larger model
+
+Part A scores next-speech questions from held-out Shakespeare with ``--checkpoint``: the weight of
+the prior in PMI is chosen on the validation plays' questions, then every rule is measured on the
+test plays' questions. Part B trains a small GPT from scratch on generated booking dialogues
+(bfloat16 matrix products, one thread), checks it on validation combinations, and measures exact
+match on held-out combinations and on held-out phrasings, against a keyword slot-filler learned
+from the same training requests and the most common training reply. Writes
+``checkpoints/applications/results/dialogue.json`` and the model to
+``checkpoints/applications/dialogue-model``.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections import Counter
+
+import torch
+
+from book.applications import conversation as cv
+from book.applications.results import Result, proportion, read_results, results_path, write_results
+from book.applications.scoring import SHIPPED_CHECKPOINT
+from book.checkpoint import load_checkpoint, save_checkpoint
+from book.errors import BookError, CommandParser
+from book.model import GPT, GPTConfig
+from book.tokenize import CharTokenizer
+from book.training import TrainConfig, train
+
+PMI_WEIGHTS = (0.5, 0.75, 1.0, 1.25, 1.5)
+TASK_A = "next speech, 4-way (held-out plays' tails)"
+TASK_B = "booking reply, held-out slot combinations"
+TASK_B2 = "booking reply, held-out combinations and phrasings"
+
+
+def sampled(questions, n, seed):
+    """``n`` questions drawn at random from all the split's plays (all when ``n`` is at least their number)."""
+    if not n or n >= len(questions):
+        return questions
+    return sorted(random.Random(seed).sample(questions, n), key=questions.index)
+
+
+def selection_part(checkpoint_dir: str, n_validation: int, n_test: int, seed: int) -> tuple[list, dict]:
+    checkpoint = load_checkpoint(checkpoint_dir)
+    model, tokenizer = checkpoint.model, checkpoint.tokenizer
+    validation = sampled(cv.selection_questions("validation", seed=seed), n_validation, seed)
+    test = sampled(cv.selection_questions("test", seed=seed), n_test, seed)
+    started = time.perf_counter()
+    val_scores = cv.candidate_scores(model, tokenizer, validation)
+    val_answers = [q.answer for q in validation]
+
+    def accuracy(choice, answers):
+        return sum(a == b for a, b in zip(choice, answers)) / len(answers)
+
+    by_weight = {w: accuracy(cv.choose(val_scores, "PMI", w), val_answers) for w in PMI_WEIGHTS}
+    weight = max(PMI_WEIGHTS, key=lambda w: (by_weight[w], -abs(w - 1)))
+    scores = cv.candidate_scores(model, tokenizer, test)
+    seconds = time.perf_counter() - started
+    answers = [q.answer for q in test]
+    rows, outcomes = [], {}
+    methods = [("total log-probability", "total log-probability", 1.0),
+               ("mean log-probability per character", "mean log-probability per character", 1.0),
+               ("PMI", "PMI", 1.0)]
+    if weight != 1.0:
+        methods.append((f"PMI, prior weight {weight} (chosen on validation)", "PMI", weight))
+    for label, rule, w in methods:
+        right = [c == a for c, a in zip(cv.choose(scores, rule, w), answers)]
+        outcomes[label] = [int(x) for x in right]
+        rows.append(proportion("dialogue", TASK_A, "accuracy", label, sum(right), len(right)))
+    rows.append(proportion("dialogue", TASK_A, "accuracy", "chance (1 in 4)", len(test) // 4, len(test),
+                           is_baseline=True))
+    extra = {
+        "selection": {
+            "checkpoint": str(checkpoint_dir), "parameters": sum(p.numel() for p in model.parameters()),
+            "context_length": model.config.context_length, "reply_chars": cv.REPLY_CHARS,
+            "validation_questions": len(validation), "test_questions": len(test),
+            "validation_accuracy_by_pmi_weight": {str(w): round(a, 4) for w, a in by_weight.items()},
+            "validation_accuracy": {rule: round(accuracy(cv.choose(val_scores, rule), val_answers), 4)
+                                    for rule in cv.SCORING_RULES},
+            "pmi_weight_chosen": weight, "scoring_seconds": round(seconds, 1),
+            "distractors": "three other speeches of the same play's held-out tail, drawn at random, never the "
+                           "answer or the speech before it, openings differing from the answer's",
+            "mcnemar_pmi_vs_total": cv.mcnemar([bool(x) for x in outcomes["PMI"]],
+                                               [bool(x) for x in outcomes["total log-probability"]]),
+            "outcomes": outcomes,
+        }
+    }
+    return rows, extra
+
+
+def booking_part(args) -> tuple[list, dict]:
+    torch.manual_seed(args.seed)
+    train_requests = cv.booking_requests("train", args.train_dialogues, seed=args.seed)
+    validation = cv.booking_requests("validation", args.n_validation_b, seed=args.seed)
+    test = cv.booking_requests("test", args.n_test_b, seed=args.seed)
+    test_new = cv.booking_requests("test", args.n_test_b, seed=args.seed, held_out_phrasings=True)
+    text = "".join(cv.dialogue_text(r) for r in train_requests)
+    val_text = "".join(cv.dialogue_text(r) for r in validation)
+    everything = text + val_text + "".join(cv.dialogue_text(r) for r in test + test_new)
+    tokenizer = CharTokenizer.from_text(everything)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, context_length=160, n_layer=args.layers, n_head=4,
+                       d_model=args.width, dropout=0.0, bias=False)
+    model = GPT(config)
+    settings = TrainConfig(max_steps=args.steps, batch_size=32, context_length=160, max_lr=args.lr,
+                           min_lr=args.lr / 10, warmup_steps=100, eval_interval=args.steps, eval_iters=10,
+                           seed=args.seed, sampling="epochs", compute_dtype="bfloat16")
+    train_ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    val_ids = torch.tensor(tokenizer.encode(val_text), dtype=torch.long)
+    history = train(model, train_ids, val_ids, settings, progress=False)
+    started = time.perf_counter()
+    results = {}
+    for name, requests in (("validation", validation), ("test", test), ("test_new", test_new)):
+        results[name] = cv.write_replies(model, tokenizer, [r.text for r in requests])
+    generate_seconds = time.perf_counter() - started
+    filler = cv.KeywordFiller(train_requests)
+    common = Counter(r.reply for r in train_requests).most_common(1)[0][0]
+    rows, examples, outcomes = [], {}, {}
+    for task, name, requests in ((TASK_B, "test", test), (TASK_B2, "test_new", test_new)):
+        right = [a == r.reply for a, r in zip(results[name], requests)]
+        outcomes[name] = [int(x) for x in right]
+        rows.append(proportion("dialogue", task, "exact match", "GPT trained on the dialogues", sum(right),
+                               len(right)))
+        rows.append(proportion("dialogue", task, "exact match", "keyword slot-filler",
+                               sum(filler.reply(r.text) == r.reply for r in requests), len(requests), is_baseline=True))
+        rows.append(proportion("dialogue", task, "exact match", "most common training reply",
+                               sum(common == r.reply for r in requests), len(requests), is_baseline=True))
+        examples[name] = [{"request": r.text, "reply": a, "reference": r.reply}
+                          for r, a in list(zip(requests, results[name]))[:8]]
+        examples[name + "_wrong"] = [{"request": r.text, "reply": a, "reference": r.reply}
+                                     for r, a in zip(requests, results[name]) if a != r.reply][:8]
+    val_right = sum(a == r.reply for a, r in zip(results["validation"], validation))
+    save_checkpoint(args.model_out, model, tokenizer, train_config=settings, step=args.steps, history=history,
+                    dtype=torch.bfloat16,
+                    metadata={"command": "python -m book.experiments.dialogue " + " ".join(sys.argv[1:]),
+                              "data": f"{len(train_requests)} generated booking dialogues "
+                                      "(book.applications.conversation)",
+                              "parameters": sum(p.numel() for p in model.parameters()),
+                              "train_seconds": round(history.seconds, 1)})
+    extra = {
+        "booking": {
+            "train_dialogues": len(train_requests), "validation_requests": len(validation),
+            "validation_exact_match": round(val_right / len(validation), 4),
+            "model": config.to_dict(), "training": settings.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "final_train_loss": round(history.eval_train_loss[-1], 4),
+            "final_validation_loss": round(history.val_loss[-1], 4),
+            "train_seconds": round(history.seconds, 1), "ms_per_step": round(history.ms_per_step, 1),
+            "generate_seconds": round(generate_seconds, 1),
+            "settings_note": "model size, steps and learning rate fixed before the run; validation combinations "
+                             "checked only",
+            "most_common_reply": common, "examples": examples, "outcomes": outcomes,
+        }
+    }
+    return rows, extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = CommandParser(prog="python -m book.experiments.dialogue", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the model that scores Part A")
+    parser.add_argument("--validation-questions", type=int, default=300, dest="n_validation")
+    parser.add_argument("--test-questions", type=int, default=600, dest="n_test")
+    parser.add_argument("--train-dialogues", type=int, default=8000)
+    parser.add_argument("--validation-requests", type=int, default=300, dest="n_validation_b")
+    parser.add_argument("--test-requests", type=int, default=600, dest="n_test_b")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--width", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-out", default=str(cv.DIALOGUE_MODEL))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--part", choices=("both", "selection", "booking"), default="both",
+                        help="run one part only, keeping the other part's figures already in the results file")
+    args = parser.parse_args(argv)
+    for name in ("n_validation", "n_test", "train_dialogues", "n_validation_b", "n_test_b", "steps", "layers",
+                 "width", "threads"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.lr < 1:
+        parser.error(f"--lr must be between 0 and 1, got {args.lr}")
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    rows_a, extra_a, rows_b, extra_b = [], {}, [], {}
+    try:
+        if args.part in ("both", "booking"):
+            rows_b, extra_b = booking_part(args)
+        if args.part in ("both", "selection"):
+            rows_a, extra_a = selection_part(args.checkpoint, args.n_validation, args.n_test, args.seed)
+    except BookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - started
+    kept, extra = [], {f"{args.part}_command": "python -m book.experiments.dialogue " + " ".join(sys.argv[1:]),
+                       f"{args.part}_wall_seconds": round(wall, 1)}
+    if args.part != "both" and results_path("dialogue").exists():
+        old = read_results("dialogue")
+        other = "booking" if args.part == "selection" else "selection"
+        other_tasks = (TASK_B, TASK_B2) if other == "booking" else (TASK_A,)
+        kept = [Result(**dict(r, ci95=tuple(r["ci95"]) if r["ci95"] else None))
+                for r in old["results"] if r["task"] in other_tasks]
+        extra.update({key: value for key, value in old.items() if key == other or key.startswith(other + "_")})
+        wall += old.get(f"{other}_wall_seconds", 0.0)
+    rows_a = rows_a or [r for r in kept if r.task == TASK_A]
+    rows_b = rows_b or [r for r in kept if r.task != TASK_A]
+    path = write_results("dialogue", rows_a + rows_b, wall_seconds=wall, **extra, **extra_a, **extra_b)
+    for row in rows_a + rows_b:
+        print(f"{row.task} | {row.method}: {row.value:.3f} [{row.ci95[0]:.3f}, {row.ci95[1]:.3f}] n={row.n}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
