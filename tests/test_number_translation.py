@@ -140,3 +140,13 @@ def test_table_reads_the_results_file():
     assert table and all(r["95% low"] <= r["exact match"] <= r["95% high"] for r in table)
     text = nt.format_table(table)
     assert all(r["method"] in text for r in table)
+
+
+def test_demo_translates_test_numbers_with_the_shipped_model():
+    if not (nt.MODEL_DIR / "fr" / "checkpoint.json").exists():
+        pytest.skip("no shipped Part A model yet")
+    rows = nt.demo(count=3)
+    assert len(rows) == 3 and all(r["number"] in nt.split_numbers()["test"] for r in rows)
+    assert all(r["correct"] == (r["model"] == r["reference"]) for r in rows)
+    with pytest.raises(nt.TranslationError, match="count must be positive"):
+        nt.demo(count=0)

@@ -94,7 +94,7 @@ def part_a(steps: int | None = None, progress: bool = True) -> dict:
     wrapped = nt.TranslationLoss(model, tokenizer)
     subset = random.Random(1).sample(split["val"], VAL_SUBSET)
     curve = {"step": [], "val_exact": [], "val_loss": [], "train_loss": [], "cpu_seconds": []}
-    best = {"exact": -1.0}
+    best = {"score": (-1.0, 0.0)}
     started = cpu_seconds()
 
     def on_eval(step, history):
@@ -108,8 +108,9 @@ def part_a(steps: int | None = None, progress: bool = True) -> dict:
         if progress:
             print(f"A step {step}: val exact {exact:.3f} loss {history.val_loss[-1]:.4f} "
                   f"({curve['cpu_seconds'][-1]:.0f} CPU s)", file=sys.stderr, flush=True)
-        if exact > best["exact"]:
-            best.update(exact=exact, step=step, state=copy.deepcopy(model.state_dict()))
+        score = (exact, -history.val_loss[-1])  # ties in exact match go to the lower validation loss
+        if score > best["score"]:
+            best.update(score=score, step=step, state=copy.deepcopy(model.state_dict()))
 
     history = train(wrapped, train_ids, val_ids, config, on_eval=on_eval, progress=False)
     train_cpu = cpu_seconds() - started
@@ -132,7 +133,8 @@ def part_a(steps: int | None = None, progress: bool = True) -> dict:
               for n, p, ok in zip(test, predictions, outcomes) if not ok]
     return {"rows": rows, "extra": {
         "part_a": {"model": A_MODEL, "parameters": model.num_parameters(), "training": config.to_dict(),
-                   "chosen_step": best["step"], "chosen_on": f"exact match on {VAL_SUBSET} validation numbers",
+                   "chosen_step": best["step"],
+                   "chosen_on": f"exact match on {VAL_SUBSET} validation numbers, then validation loss",
                    "val_exact_chosen": round(sum(val_outcomes) / len(val_outcomes), 4), "val_n": len(val_outcomes),
                    "curve": curve, "train_cpu_seconds": round(train_cpu, 1),
                    "train_wall_seconds": round(history.seconds, 1),
@@ -411,18 +413,23 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     wall = time.perf_counter()
     cpu = cpu_seconds()
-    previous = {}
-    if args.part != "both" and results_path(APPLICATION).exists():
-        previous = read_results(APPLICATION)
     rows, extra = [], {}
+    results = {}
     for part, run in (("A", lambda: part_a(args.steps, not args.quiet)), ("B", lambda: part_b(args.budget,
                                                                                              not args.quiet))):
-        key = f"part_{part.lower()}"
         if args.part in (part, "both"):
-            result = run()
-            rows += result["rows"]
-            extra.update(result["extra"])
-            extra[key]["command_cpu_seconds"] = round(cpu_seconds() - cpu, 1)
+            results[part] = run()
+            record = results[part]["extra"][f"part_{part.lower()}"]
+            record["command_cpu_seconds"] = round(cpu_seconds() - cpu, 1)
+            record["command"] = " ".join(["python -m book.experiments.number_translation",
+                                          *(sys.argv[1:] if argv is None else argv)])
+    # The other part's rows are read only now, so that two parts run side by side both end up in the file.
+    previous = read_results(APPLICATION) if args.part != "both" and results_path(APPLICATION).exists() else {}
+    for part in ("A", "B"):
+        key = f"part_{part.lower()}"
+        if part in results:
+            rows += results[part]["rows"]
+            extra.update(results[part]["extra"])
         elif key in previous:
             mine = [r for r in previous["results"] if (r["task"].startswith("English")) == (part == "A")]
             rows += [Result(**dict(r, ci95=tuple(r["ci95"]) if r["ci95"] else None)) for r in mine]
