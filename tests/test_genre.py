@@ -1,0 +1,138 @@
+"""Comedy or tragedy of held-out plays (book.applications.genre): labels, masking, splits, scoring, results."""
+import numpy as np
+import pytest
+import torch
+
+from book.applications import genre as g
+from book.data import Corpus, Work, load_corpus
+
+PLAY = """THE PLAY
+
+PERSONS REPRESENTED.
+
+ORSINO, Duke of Illyria.
+
+ACT I.
+
+Scene I. A room.
+
+[Enter Orsino.]
+
+Duke.
+If music be the food of love, play on, Orsino; [Aside.] the tragedy ends.
+
+Vio.
+I am not what I am, good Orsino.
+"""
+
+
+def tiny_corpus():
+    other = Work("other", "Other", "poem", "The duke spoke, if of love and music.\n", "x")
+    return Corpus([Work("twelfth_night", "Twelfth Night", "play", PLAY, "x"), other])
+
+
+def test_folio_table_labels_the_corpus_plays_and_keeps_the_exclusions_out():
+    plays = g.labelled_plays(load_corpus())
+    assert len(plays) == 25 and sum(label == "comedy" for label in plays.values()) == 14
+    assert plays["cymbeline"] == "tragedy" and plays["winters_tale"] == "comedy"
+    assert not set(plays) & set(g.EXCLUDED) and "henry_v" not in plays
+    assert set(g.FOLIO_GENRES.values()) == {"comedy", "history", "tragedy"}
+
+
+def test_names_stage_directions_and_genre_words_are_masked():
+    corpus = tiny_corpus()
+    names = g.proper_names(corpus)
+    assert "Orsino" in names and "Duke" not in names  # "duke" also occurs in lower case
+    text = g.clean_speech("If music be the food of love, play on, Orsino; [Aside.] the tragedy ends.", names)
+    assert text == "If music be the food of love, play on, X; the X ends."
+
+
+def test_passages_skip_the_persons_and_never_show_speakers():
+    corpus = tiny_corpus()
+    passages = g.play_passages(corpus["twelfth_night"], "comedy", g.proper_names(corpus), n=2, chars=16)
+    assert len(passages) == 2 and all(len(p.text) == 16 for p in passages)
+    joined = g.speech_text(corpus["twelfth_night"], g.proper_names(corpus))
+    assert "Duke of" not in joined and "Vio" not in joined and "Orsino" not in joined
+    with pytest.raises(g.GenreError, match="passages"):
+        g.play_passages(corpus["twelfth_night"], "comedy", frozenset(), n=50, chars=16)
+
+
+def test_folds_are_disjoint_cover_every_play_and_mix_both_genres():
+    plays = g.labelled_plays(load_corpus())
+    folds = g.play_folds(plays, 5)
+    flat = [play for fold in folds for play in fold]
+    assert sorted(flat) == sorted(plays) and len(flat) == len(set(flat))
+    for fold in folds:
+        assert {plays[play] for play in fold} == set(g.LABELS)
+    with pytest.raises(g.GenreError, match="n_folds"):
+        g.play_folds(plays, 12)
+
+
+def test_balanced_accuracy_and_the_play_bootstrap():
+    assert g.balanced_accuracy(["a", "a", "a", "b"], ["a", "a", "a", "a"]) == 0.5
+    assert g.balanced_accuracy(["a", "b"], ["a", "b"]) == 1.0
+    plays = ["p1"] * 3 + ["p2"] * 3 + ["p3"] * 3 + ["p4"] * 3
+    labels = ["a"] * 6 + ["b"] * 6
+    correct = [1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    low, high = g.bootstrap_by_play(plays, labels, correct, reps=500)
+    assert 0.5 <= low <= 0.75 <= high <= 1.0
+    assert g.bootstrap_by_play(plays, labels, correct, other=correct, reps=50) == (0.0, 0.0)
+
+
+def test_naive_bayes_learns_word_counts():
+    model = g.NaiveBayes(0.5).fit(["merry jest merry", "jest wedding", "death grave", "grave murder death"],
+                                  ["comedy", "comedy", "tragedy", "tragedy"])
+    assert model.predict(["a merry wedding", "a grave death", "unknown words"])[:2] == ["comedy", "tragedy"]
+    assert model.top_words("tragedy", k=2, min_count=2) == ["death", "grave"]
+    with pytest.raises(g.GenreError, match="alpha"):
+        g.NaiveBayes(0)
+
+
+def test_head_separates_separable_features_and_survives_a_round_trip(tmp_path):
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(40, 8) + 2, torch.randn(40, 8) - 2])
+    labels = ["tragedy"] * 40 + ["comedy"] * 40
+    head = g.fit_head(x, labels, 1e-1)
+    assert head.predict(x) == labels
+    g.save_head(head, "mean", {"test_plays": []}, tmp_path)
+    loaded, metadata = g.load_head(tmp_path)
+    assert metadata["pooling"] == "mean" and loaded.predict(x) == labels
+    with pytest.raises(g.GenreError, match="both genres"):
+        g.fit_head(x, ["comedy"] * 80, 1e-3)
+
+
+def test_gpt_features_pool_whole_windows():
+    from book.model import GPT
+    from book.tokenize import CharTokenizer
+
+    tokenizer = CharTokenizer("ab ")
+    model = GPT.from_config(vocab_size=3, context_length=8, n_layer=1, n_head=2, d_model=8)
+    features = g.gpt_features(model, tokenizer, ["ab ab ab" * 2, "ba ba ba" * 2])
+    assert features["mean"].shape == (2, 8) and features["last"].shape == (2, 8)
+    with pytest.raises(g.GenreError, match="windows"):
+        g.gpt_features(model, tokenizer, ["abc"])
+
+
+def test_results_file_agrees_with_itself():
+    results = g.genre_results()
+    table = g.genre_table()
+    rows = {row["method"]: row for row in results["results"] if "last 10%" not in row["task"]}
+    gpt = next(row for name, row in rows.items() if name.startswith("shipped GPT"))
+    nb = next(row for name, row in rows.items() if "Naive Bayes" in name)
+    majority = next(row for name, row in rows.items() if "majority" in name)
+    assert majority["value"] == 0.5 and gpt["n"] >= 1000 and len(table) == len(results["results"])
+    assert np.isclose(results["gpt_minus_naive_bayes"]["value"], gpt["value"] - nb["value"], atol=1e-3)
+    per_play = results["per_play_accuracy"]
+    assert len(per_play) == 25 and not set(per_play) & set(g.EXCLUDED)
+    words = g.genre_words(5)
+    assert len(words["comedy"]) == 5 and not set(words["comedy"]) & set(words["tragedy"])
+
+
+def test_demo_classifies_passages_of_the_shipped_heads_test_plays():
+    rows = g.demo(1)
+    _, metadata = g.load_head()
+    assert [row["genre"] for row in rows] == list(g.LABELS)
+    assert all(row["play"] in metadata["test_plays"] and row["predicted"] in g.LABELS for row in rows)
+    assert all(0 <= row["p_tragedy"] <= 1 for row in rows)
+    with pytest.raises(g.GenreError, match="n_per_genre"):
+        g.demo(0)
