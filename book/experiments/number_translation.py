@@ -51,7 +51,7 @@ APPLICATION = "translation"
 
 # Part A
 A_MODEL = dict(context_length=128, n_layer=3, n_head=4, d_model=128)
-A_TRAIN = dict(max_steps=500, batch_size=16, context_length=128, max_lr=3e-3, min_lr=3e-4, warmup_steps=50,
+A_TRAIN = dict(max_steps=1000, batch_size=16, context_length=128, max_lr=3e-3, min_lr=3e-4, warmup_steps=50,
                weight_decay=0.1, eval_interval=100, eval_iters=10, sampling="epochs", compute_dtype="bfloat16",
                seed=0)
 VAL_SUBSET = 300          # validation numbers decoded at each of them (all 900 once at the end)
