@@ -320,14 +320,12 @@ def mcnemar_exact(before: list[bool], after: list[bool]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # For the chapter
 
-def code_table():
-    """The code application's results as a table (pandas DataFrame), read from its results file."""
-    import pandas as pd
-
+def code_table() -> list[dict]:
+    """The code application's results as table rows (one dict per row), read from its results file."""
     rows = read_results("code")["results"]
-    table = pd.DataFrame(rows)[["task", "method", "metric", "value", "ci95", "n", "is_baseline"]]
-    table["ci95"] = table["ci95"].map(lambda ci: None if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}")
-    return table
+    return [{"task": row["task"], "method": row["method"], "metric": row["metric"], "value": round(row["value"], 3),
+             "ci95": None if row["ci95"] is None else f"{row['ci95'][0]:.3f}-{row['ci95'][1]:.3f}", "n": row["n"],
+             "baseline": row["is_baseline"]} for row in rows]
 
 
 def code_summary() -> dict:
