@@ -89,6 +89,13 @@ def test_bad_inputs_are_refused_in_one_line():
         qa.exact_match(["a"], [])
 
 
+def test_a_score_of_none_or_all_has_an_interval_that_holds_it():
+    from book.applications.results import proportion
+
+    assert proportion("qa", "t", "exact match", "m", 0, 500).ci95[0] == 0.0
+    assert proportion("qa", "t", "exact match", "m", 500, 500).ci95[1] == 1.0
+
+
 def test_exact_match_scores_the_whole_word():
     assert qa.exact_match(["garden", " garden ", "gard", "gardens", None], ["garden"] * 5) == [
         True, True, False, False, False]
