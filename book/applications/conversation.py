@@ -23,11 +23,13 @@ request asks for a combination no training request asked for; a second test set 
 phrasings (templates) no training request used. A small GPT trained on the training dialogues
 writes each reply greedily, scored by exact match.
 
-The results are written by one command (about 10 minutes of one idle CPU core)::
+The results are written by one command (a few minutes of one idle CPU core), here run a part at a time::
 
-    python -m book.experiments.dialogue
+    python -m book.experiments.dialogue --part selection --validation-questions 200 --test-questions 400
+    python -m book.experiments.dialogue --part booking --test-requests 500 --validation-requests 200
 
-which also ships the trained booking model in ``checkpoints/applications/dialogue-model``.
+(add ``--checkpoint checkpoints/shakespeare-large`` to score the selection with the larger model);
+the booking part also ships its trained model in ``checkpoints/applications/dialogue-model``.
 """
 from __future__ import annotations
 
@@ -376,7 +378,7 @@ def reply_prompt(text: str) -> str:
 
 
 @torch.no_grad()
-def write_replies(model: GPT, tokenizer, texts: list[str], *, max_chars: int = 48) -> list[str]:
+def write_replies(model: GPT, tokenizer, texts: list[str], *, max_chars: int = 64) -> list[str]:
     """The model's greedy reply to each request (up to the end of its line), batched by prompt length."""
     prompts = [reply_prompt(t) for t in texts]
     for prompt in prompts:

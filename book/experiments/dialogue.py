@@ -14,6 +14,7 @@ from the same training requests and the most common training reply. Writes
 """
 from __future__ import annotations
 
+import pathlib
 import random
 import sys
 import time
@@ -22,11 +23,12 @@ from collections import Counter
 import torch
 
 from book.applications import conversation as cv
-from book.applications.results import Result, proportion, read_results, results_path, write_results
+from book.applications.results import Result, read_results, results_path, wilson_interval, write_results
 from book.applications.scoring import SHIPPED_CHECKPOINT
 from book.checkpoint import load_checkpoint, save_checkpoint
 from book.errors import BookError, CommandParser
 from book.model import GPT, GPTConfig
+from book.paths import ROOT
 from book.tokenize import CharTokenizer
 from book.training import TrainConfig, train
 
@@ -41,6 +43,20 @@ def sampled(questions, n, seed):
     if not n or n >= len(questions):
         return questions
     return sorted(random.Random(seed).sample(questions, n), key=questions.index)
+
+
+def proportion(application: str, task: str, metric: str, method: str, successes: int, n: int, *,
+               is_baseline: bool = False) -> Result:
+    """A rate with its Wilson interval, whose ends are exactly 0 or 1 when every item fails or succeeds."""
+    low, high = wilson_interval(successes, n)
+    low, high = (0.0 if successes == 0 else low), (1.0 if successes == n else high)
+    return Result(application, task, metric, method, successes / n, (low, high), n, is_baseline)
+
+
+def shown_path(directory) -> str:
+    """A checkpoint folder as the results file names it: relative to the repository where it lies inside."""
+    path = pathlib.Path(directory).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def selection_part(checkpoint_dir: str, n_validation: int, n_test: int, seed: int) -> tuple[list, dict]:
@@ -74,7 +90,7 @@ def selection_part(checkpoint_dir: str, n_validation: int, n_test: int, seed: in
                            is_baseline=True))
     extra = {
         "selection": {
-            "checkpoint": str(checkpoint_dir), "parameters": sum(p.numel() for p in model.parameters()),
+            "checkpoint": shown_path(checkpoint_dir), "parameters": sum(p.numel() for p in model.parameters()),
             "context_length": model.config.context_length, "reply_chars": cv.REPLY_CHARS,
             "validation_questions": len(validation), "test_questions": len(test),
             "validation_accuracy_by_pmi_weight": {str(w): round(a, 4) for w, a in by_weight.items()},
