@@ -254,6 +254,8 @@ def _run(args: argparse.Namespace, preset, overrides: dict, process: distributed
                                  iters=args.final_eval_iters, generator=torch.Generator().manual_seed(0))
     wall = time.perf_counter() - started
     metadata.update({
+        "step": train_config.max_steps,
+        "train_loss": round(result.eval_train_loss[-1], 4),
         "val_loss": round(val_loss, 4),
         "val_loss_batches": args.final_eval_iters or train_config.eval_iters,
         "ms_per_iter": round(result.ms_per_step, 1),
