@@ -58,3 +58,15 @@ def test_a_damaged_results_file_is_one_clear_error(results_dir, capsys):
         results.read_results("qa")
     with pytest.raises(results.ResultsError, match="missing: run the command"):
         results.read_results("code")
+
+
+def test_a_table_with_a_width_wraps_long_names_and_keeps_every_figure():
+    rows = [results.proportion("code", "functions, all", "pass@1", "a method with a very long name " * 3, 3, 10),
+            results.proportion("code", "functions, all", "pass@1", "short", 9, 10, is_baseline=True)]
+    rows = [r.to_dict() for r in rows]
+    table = results.format_rows(rows, width=60)
+    assert max(map(len, table.splitlines())) <= 60
+    assert "0.300" in table and "0.900" in table and "short (baseline)" in table
+    assert table.count("n=10") == 2
+    with pytest.raises(results.ResultsError, match="width"):
+        results.format_rows(rows, width=30)

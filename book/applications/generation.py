@@ -22,6 +22,9 @@ from book.generate import complete
 from book.model import GPT
 from book.tasks import TaskError
 
+# The corpus's poems (everything else is a play): the text a model of verse is fine-tuned on.
+POEMS = ("sonnets", "rape_of_lucrece", "lovers_complaint", "passionate_pilgrim", "phoenix_and_the_turtle")
+
 
 @torch.no_grad()
 def per_character_losses(model: GPT, ids, stride: int | None = None, batch_size: int = 16) -> np.ndarray:

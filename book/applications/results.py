@@ -20,6 +20,7 @@ import pathlib
 import platform
 import shlex
 import sys
+import textwrap
 
 import torch
 
@@ -144,24 +145,40 @@ def all_results() -> list[dict]:
     return rows
 
 
-def format_rows(rows: list[dict], *, digits: int = 3) -> str:
-    """A plain-text table of result rows (as :func:`read_results` gives them): one line each."""
+def format_rows(rows: list[dict], *, digits: int = 3, width: int | None = None) -> str:
+    """A plain-text table of result rows (as :func:`read_results` gives them): one line each.
+
+    With ``width``, headings and method names wrap so that no line is longer (the book's pages show
+    88 characters); a wrapped method's figures stand on its last line.
+    """
     if not rows:
         return "(no results)"
+
     def interval(row):
         return "" if row["ci95"] is None else f"[{row['ci95'][0]:.{digits}f}, {row['ci95'][1]:.{digits}f}]"
 
-    method_width = max(len(r["method"]) + (11 if r["is_baseline"] else 0) for r in rows)
+    def figures(row):
+        return f"{row['value']:.{digits}f}  {interval(row):<{2 * digits + 8}} n={row['n']:,}"
+
+    names = {id(r): r["method"] + (" (baseline)" if r["is_baseline"] else "") for r in rows}
+    method_width = max(map(len, names.values()))
+    if width is not None:
+        room = width - 4 - max(len(figures(r)) for r in rows)
+        if room < 12:
+            raise ResultsError(f"a width of {width} leaves no room for the method names")
+        method_width = min(method_width, room)
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
         for metric in dict.fromkeys(r["metric"] for r in rows if r["task"] == task):
-            lines.append(f"{task}: {metric}")
+            heading = f"{task}: {metric}"
+            lines.extend(textwrap.wrap(heading, width, subsequent_indent="    ") if width else [heading])
             for row in (r for r in rows if r["task"] == task and r["metric"] == metric):
-                name = row["method"] + (" (baseline)" if row["is_baseline"] else "")
-                lines.append(f"  {name:<{method_width}}  {row['value']:.{digits}f}  {interval(row):<18} n={row['n']:,}")
+                parts = textwrap.wrap(names[id(row)], method_width, subsequent_indent="  ") or [""]
+                lines.extend(f"  {part}" for part in parts[:-1])
+                lines.append(f"  {parts[-1]:<{method_width}}  {figures(row)}".rstrip())
     return "\n".join(lines)
 
 
-def results_table(application: str, *, digits: int = 3) -> str:
+def results_table(application: str, *, digits: int = 3, width: int | None = None) -> str:
     """The rows of ``application``'s results file as a plain-text table, grouped by task and metric."""
-    return format_rows(read_results(application)["results"], digits=digits)
+    return format_rows(read_results(application)["results"], digits=digits, width=width)

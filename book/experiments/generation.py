@@ -15,6 +15,8 @@ from __future__ import annotations
 import book.cpu  # noqa: F401  (before PyTorch: OpenMP reads its settings once, when it loads)
 
 # isort: split
+import copy
+import pathlib
 import sys
 import time
 
@@ -22,12 +24,13 @@ import numpy as np
 import torch
 
 from book.applications import generation
+from book.applications.finetuning import finetune
 from book.applications.results import Result, ResultsError, proportion, write_results
 from book.checkpoint import CheckpointError, load_checkpoint
 from book.data import DataError, load_corpus, split_text
 from book.errors import CommandParser
 from book.ngram import CharNgram, choose_order
-from book.paths import CHECKPOINTS
+from book.paths import ROOT
 
 APPLICATION = "generation"
 LOSS_TASK = "Shakespeare, held-out split"
@@ -37,18 +40,29 @@ METRE_METRIC = "share of lines with 9-11 syllables"
 RHYME_METRIC = "share of abab pairs that rhyme"
 
 
+def _located(path: str):
+    """A checkpoint path as given, or under the repository when it is relative and absent here."""
+    given = pathlib.Path(path)
+    return given if given.is_absolute() or given.exists() else ROOT / given
+
+
 def parse_args(argv):
     parser = CommandParser(prog="python -m book.experiments.generation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=str(CHECKPOINTS / "shakespeare-large"))
-    parser.add_argument("--baseline", default=str(CHECKPOINTS / "shakespeare-char"),
+    parser.add_argument("--checkpoint", default="checkpoints/shakespeare-large")
+    parser.add_argument("--baseline", default="checkpoints/shakespeare-char",
                         help="a smaller model measured the same way")
     parser.add_argument("--orders", type=int, nargs="+", default=[4, 5, 6, 7, 8], help="n-gram orders to choose from")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.6, 0.8, 1.0])
+    parser.add_argument("--finetune-steps", type=int, default=300,
+                        help="steps of fine-tuning on the poems' training parts")
+    parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="the JSON file to write (default: the shipped results file)")
     args = parser.parse_args(argv)
-    if min(args.orders) < 1 or any(not 0 < t <= 2 for t in args.temperatures) or args.threads < 1:
-        parser.error("orders must be at least 1, temperatures in (0, 2], threads at least 1")
+    if (min(args.orders) < 1 or any(not 0 < t <= 2 for t in args.temperatures) or args.threads < 1
+            or args.finetune_steps < 0 or not 0 < args.finetune_lr < 1):
+        parser.error("orders must be at least 1, temperatures in (0, 2], threads at least 1, "
+                     "fine-tuning steps at least 0 and its learning rate in (0, 1)")
     return args
 
 
@@ -60,7 +74,7 @@ def _scored(model, ids):
 def run(args) -> int:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    large, small = load_checkpoint(args.checkpoint), load_checkpoint(args.baseline)
+    large, small = load_checkpoint(_located(args.checkpoint)), load_checkpoint(_located(args.baseline))
     tokenizer = large.tokenizer
     if small.tokenizer.vocabulary != tokenizer.vocabulary:
         raise CheckpointError(f"{args.checkpoint} and {args.baseline} read different characters")
@@ -102,26 +116,42 @@ def run(args) -> int:
     lucrece = generation.stanzas(split_text(corpus["rape_of_lucrece"].text)[1], 7)
     sonnets_text = split_text(corpus["sonnets"].text)[1]
     test_poems = generation.held_out_sonnets(sonnets_text)
-    validation = {}
-    for temperature in args.temperatures:
-        summary = generation.verse_summary(generation.sample_verse(large.model, tokenizer, lucrece,
-                                                                   temperature=temperature, seed=1000))
-        validation[temperature] = summary
-    chosen = max(args.temperatures, key=lambda t: (validation[t]["metre_share"], -t))
-    verse = {}
-    for key, saved in (("large", large), ("small", small)):
-        samples = generation.sample_verse(saved.model, tokenizer, test_poems, temperature=chosen)
+
+    def choose_temperature(model):
+        validation = {t: generation.verse_summary(generation.sample_verse(model, tokenizer, lucrece,
+                                                                          temperature=t, seed=1000))
+                      for t in args.temperatures}
+        return max(args.temperatures, key=lambda t: (validation[t]["metre_share"], -t)), validation
+
+    # The recipe for a form: a copy of the large model fine-tuned on the poems' training parts.
+    poet = copy.deepcopy(large.model)
+    poems_ids = torch.tensor(tokenizer.encode("".join(split_text(corpus[name].text)[0]
+                                                      for name in generation.POEMS)))
+    finetune(poet, poems_ids, steps=args.finetune_steps, lr=args.finetune_lr, block=poet.config.context_length,
+             seed=0, bfloat16=True)
+    sonnet_ids = np.array(tokenizer.encode(sonnets_text))
+    sonnet_loss = {name: float(generation.per_character_losses(net, sonnet_ids).mean())
+                   for name, net in (("large", large.model), ("poet", poet))}
+
+    temperatures, verse = {}, {}
+    for key, net in (("large", large.model), ("poet", poet), ("small", small.model)):
+        chosen, validation = choose_temperature(net) if key != "small" else (temperatures["large"]["chosen"], {})
+        temperatures[key] = {"chosen": chosen, "validation": {str(t): v for t, v in validation.items()}}
+        samples = generation.sample_verse(net, tokenizer, test_poems, temperature=chosen)
         verse[key] = (generation.verse_summary(samples), samples)
     truth = [generation.VerseSample(poem[:4], poem[4:12]) for poem in test_poems]
     verse["sonnets"] = (generation.verse_summary(truth), truth)
-    verse_names = {"large": f"{names['large']}, T = {chosen}", "small": f"{names['small']}, T = {chosen}",
+    poet_name = f"{names['large']} fine-tuned on the poems ({args.finetune_steps} steps)"
+    verse_names = {"large": f"{names['large']}, T = {temperatures['large']['chosen']}",
+                   "poet": f"{poet_name}, T = {temperatures['poet']['chosen']}",
+                   "small": f"{names['small']}, T = {temperatures['large']['chosen']}",
                    "sonnets": "the sonnets' own lines 5-12"}
-    for key in ("large", "small", "sonnets"):
-        summary = verse[key][0]
+    for key in ("poet", "large", "small", "sonnets"):
+        summary, ours = verse[key][0], key in ("poet", "large")
         rows.append(proportion(APPLICATION, VERSE_TASK, METRE_METRIC, verse_names[key], summary["in_metre"],
-                               summary["lines"], is_baseline=key != "large"))
+                               summary["lines"], is_baseline=not ours))
         rows.append(proportion(APPLICATION, VERSE_TASK, RHYME_METRIC, verse_names[key], summary["rhyming_pairs"],
-                               summary["pairs"], is_baseline=key != "large"))
+                               summary["pairs"], is_baseline=not ours))
 
     path = write_results(
         APPLICATION, rows, wall_seconds=time.perf_counter() - started, argv=args.argv, path=args.out,
@@ -131,9 +161,12 @@ def run(args) -> int:
                   for key, saved in (("large", large), ("small", small))},
         ngram={"order": order, "dev_loss_by_order": {str(k): v for k, v in order_losses.items()}},
         scored_characters=int(len(common)), loss=loss_figures, paired_loss_difference=paired,
-        temperature={"chosen": chosen, "validation": {str(t): v for t, v in validation.items()}},
+        temperature=temperatures,
+        finetuning={"works": list(generation.POEMS), "characters": len(poems_ids), "steps": args.finetune_steps,
+                    "lr": args.finetune_lr, "batch_size": 16, "window": large.model.config.context_length,
+                    "compute": "bfloat16 autocast", "held_out_sonnets_loss": sonnet_loss},
         verse={key: value[0] for key, value in verse.items()},
-        samples={key: ["\n".join(s.lines) for s in verse[key][1][:3]] for key in ("large", "small")},
+        samples={key: ["\n".join(s.lines) for s in verse[key][1][:3]] for key in ("poet", "large", "small")},
     )
     print(f"wrote {path}")
     for row in rows:
