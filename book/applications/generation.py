@@ -20,10 +20,13 @@ import torch.nn.functional as F
 from book.applications.form import rhymes, sonnets, syllables
 from book.generate import complete
 from book.model import GPT
+from book.paths import CHECKPOINTS
 from book.tasks import TaskError
 
 # The corpus's poems (everything else is a play): the text a model of verse is fine-tuned on.
 POEMS = ("sonnets", "rape_of_lucrece", "lovers_complaint", "passionate_pilgrim", "phoenix_and_the_turtle")
+# The larger model fine-tuned on them by ``python -m book.experiments.generation``.
+POET_CHECKPOINT = CHECKPOINTS / "applications" / "poet-model"
 
 
 @torch.no_grad()

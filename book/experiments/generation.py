@@ -16,7 +16,9 @@ import book.cpu  # noqa: F401  (before PyTorch: OpenMP reads its settings once, 
 
 # isort: split
 import copy
+import os
 import pathlib
+import platform
 import sys
 import time
 
@@ -25,8 +27,9 @@ import torch
 
 from book.applications import generation
 from book.applications.finetuning import finetune
+from book.applications.generation import POET_CHECKPOINT
 from book.applications.results import Result, ResultsError, proportion, write_results
-from book.checkpoint import CheckpointError, load_checkpoint
+from book.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from book.data import DataError, load_corpus, split_text
 from book.errors import CommandParser
 from book.ngram import CharNgram, choose_order
@@ -56,6 +59,8 @@ def parse_args(argv):
     parser.add_argument("--finetune-steps", type=int, default=300,
                         help="steps of fine-tuning on the poems' training parts")
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
+    parser.add_argument("--poet-out", default=str(POET_CHECKPOINT.relative_to(ROOT)),
+                        help="where the fine-tuned model of verse is saved")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="the JSON file to write (default: the shipped results file)")
     args = parser.parse_args(argv)
@@ -129,6 +134,9 @@ def run(args) -> int:
                                                       for name in generation.POEMS)))
     finetune(poet, poems_ids, steps=args.finetune_steps, lr=args.finetune_lr, block=poet.config.context_length,
              seed=0, bfloat16=True)
+    with torch.no_grad():  # measured as shipped: bfloat16 weights
+        for parameter in poet.parameters():
+            parameter.copy_(parameter.to(torch.bfloat16).float())
     sonnet_ids = np.array(tokenizer.encode(sonnets_text))
     sonnet_loss = {name: float(generation.per_character_losses(net, sonnet_ids).mean())
                    for name, net in (("large", large.model), ("poet", poet))}
@@ -153,6 +161,11 @@ def run(args) -> int:
         rows.append(proportion(APPLICATION, VERSE_TASK, RHYME_METRIC, verse_names[key], summary["rhyming_pairs"],
                                summary["pairs"], is_baseline=not ours))
 
+    save_checkpoint(_located(args.poet_out), poet, tokenizer, dtype=torch.bfloat16, metadata={
+        "command": "python -m " + " ".join(["book.experiments.generation", *args.argv]),
+        "base": str(args.checkpoint), "finetuned_on": list(generation.POEMS), "steps": args.finetune_steps,
+        "lr": args.finetune_lr, "parameters": poet.num_parameters(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"})
     path = write_results(
         APPLICATION, rows, wall_seconds=time.perf_counter() - started, argv=args.argv, path=args.out,
         checkpoint=str(args.checkpoint), baseline=str(args.baseline),
