@@ -7,7 +7,7 @@
   exercise checks) and small helpers (``errors``, ``paths``, ``stats``, ``presets``). The
   commands ``python -m book.train``, ``book.generate`` and ``book.hf`` are thin wrappers here.
 * :mod:`book.viz`: the attention view (Chapter 2 and its appendix).
-* :mod:`book.applications`: one small module per application of Chapter 7.
+* :mod:`book.applications`: one small module per application of Chapter 8, and the measures of Chapter 9.
 * :mod:`book.experiments`: every command that writes the shipped results under ``checkpoints/``.
 * :mod:`book.tooling`: the book's own machinery (notebook-to-module sync, the Colab cell, the
   student edition, the Sphinx extensions), not part of what the chapters teach.

@@ -6,7 +6,7 @@
     >>> hamlet.speeches()[0]
     Speech(speaker='Ber', text="Who's there?")
 
-The corpus is rebuilt from its public-domain source by ``data/prepare_corpus.py``. Chapter 7's
+The corpus is rebuilt from its public-domain source by ``data/prepare_corpus.py``. Chapter 8's
 Python code (:func:`load_code_corpus`) is rebuilt by ``data/prepare_code_corpus.py``.
 """
 from __future__ import annotations

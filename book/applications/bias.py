@@ -1,4 +1,4 @@
-"""Bias probe: the model's preference for a word after "He is" against "She is", beside the corpus's (Chapter 7)."""
+"""Bias probe: the model's preference for a word after "He is" against "She is", beside the corpus's (Chapter 9)."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Code generation on Python's standard library: the tasks and their metrics (Chapter 7).
+"""Code generation on Python's standard library: the tasks and their metrics (Chapter 8).
 
 The code is :func:`book.data.load_code_corpus`: the top-level modules of one Python's standard
 library, with whole modules held out, so every completion scored here is of code the model

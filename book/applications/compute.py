@@ -1,4 +1,4 @@
-"""Compute: parameters and forward FLOPs per token, by formula (Chapter 7)."""
+"""Compute: parameters and forward FLOPs per token, by formula (Chapter 9)."""
 from __future__ import annotations
 
 from book.model import GPT

@@ -1,4 +1,4 @@
-"""Form: syllables per line and rhyme, to measure generated sonnets against the real ones (Chapter 7)."""
+"""Form: syllables per line and rhyme, to measure generated sonnets against the real ones (Chapter 8)."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""Tone classification: is a passage from a comedy or a tragedy? Plays held out whole (Chapter 7).
+"""Tone classification: is a passage from a comedy or a tragedy? Plays held out whole (Chapter 8).
 
 The labels come from the First Folio of 1623, whose catalogue sorts the plays into Comedies,
 Histories and Tragedies (:data:`FOLIO_GENRES`). A passage is 1,536 characters of speech (about 280

@@ -1,4 +1,4 @@
-"""One results file per application, in one shape, and the intervals they report (Chapter 7).
+"""One results file per application, in one shape, and the intervals they report (Chapter 8).
 
 Every application's command writes ``checkpoints/applications/results/<application>.json``::
 

@@ -1,4 +1,4 @@
-"""Running code a model wrote, and its unit tests, in a separate, limited Python process (Chapter 7).
+"""Running code a model wrote, and its unit tests, in a separate, limited Python process (Chapter 8).
 
 Generated code is never run in the caller's process: :func:`run_tests` starts a fresh
 interpreter for each program and reads back one line saying how its tests went. What holds

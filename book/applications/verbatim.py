@@ -1,4 +1,4 @@
-"""Memorisation: how much of a training text greedy decoding reproduces verbatim (Chapter 7)."""
+"""Memorisation: how much of a training text greedy decoding reproduces verbatim (Chapter 9)."""
 from __future__ import annotations
 
 import random

@@ -1,4 +1,4 @@
-"""Comedy or tragedy of held-out plays: the shipped GPT as a classifier against Naive Bayes (Chapter 7).
+"""Comedy or tragedy of held-out plays: the shipped GPT as a classifier against Naive Bayes (Chapter 8).
 
     python -m book.experiments.genre
 
