@@ -6,6 +6,7 @@ shipped model and the same model trained from scratch on the same few examples.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import torch
 
@@ -14,13 +15,13 @@ from book.tasks import TaskError
 
 
 def finetune(model: GPT, data: torch.Tensor, *, steps: int, lr: float, batch_size: int = 16, block: int = 48,
-             seed: int = 0, bfloat16: bool = False) -> list[float]:
+             seed: int = 0, bfloat16: bool = False, after_step: Callable[[int], None] | None = None) -> list[float]:
     """A few AdamW steps of next-character prediction on random windows of the token ids ``data`` (in place).
 
     With ``bfloat16``, each forward pass runs under CPU autocast (the weights and AdamW stay in float32),
-    in a region that closes before AdamW changes the weights, as :func:`book.training.train` does. (One
-    region around a whole run, entered by the caller, once left a fine-tuned model 0.27 nats per
-    character worse than float32 in the book's experiments.)
+    in a region that closes before AdamW changes the weights, as :func:`book.training.train` does.
+    ``after_step(n)``, if given, is called after the ``n``-th step with the model in eval mode (to
+    evaluate it on validation data and keep the best weights, for example).
     """
     if len(data) <= block + 1:
         raise TaskError(f"text of {len(data)} tokens is too short for windows of {block}")
@@ -28,7 +29,7 @@ def finetune(model: GPT, data: torch.Tensor, *, steps: int, lr: float, batch_siz
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     losses = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         starts = torch.randint(0, len(data) - block - 1, (batch_size,), generator=generator)
         x = torch.stack([data[s:s + block] for s in starts])
         y = torch.stack([data[s + 1:s + block + 1] for s in starts])
@@ -38,6 +39,10 @@ def finetune(model: GPT, data: torch.Tensor, *, steps: int, lr: float, batch_siz
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if after_step is not None:
+            model.eval()
+            after_step(step)
+            model.train()
     model.eval()
     return losses
 

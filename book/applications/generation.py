@@ -30,6 +30,7 @@ POET_CHECKPOINT = CHECKPOINTS / "applications" / "poet-model"
 
 
 @torch.no_grad()
+@torch.no_grad()
 def per_character_losses(model: GPT, ids, stride: int | None = None, batch_size: int = 16) -> np.ndarray:
     """The loss (nats) of every character of ``ids`` from position ``context - stride`` on.
 

@@ -57,7 +57,7 @@ def parse_args(argv):
     parser.add_argument("--orders", type=int, nargs="+", default=[4, 5, 6, 7, 8], help="n-gram orders to choose from")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.6, 0.8, 1.0])
     parser.add_argument("--finetune-steps", type=int, default=300,
-                        help="steps of fine-tuning on the poems' training parts")
+                        help="most steps of fine-tuning on the poems' training parts (the best on validation is kept)")
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--poet-out", default=str(POET_CHECKPOINT.relative_to(ROOT)),
                         help="where the fine-tuned model of verse is saved")
@@ -128,12 +128,28 @@ def run(args) -> int:
                       for t in args.temperatures}
         return max(args.temperatures, key=lambda t: (validation[t]["metre_share"], -t)), validation
 
-    # The recipe for a form: a copy of the large model fine-tuned on the poems' training parts.
+    # The recipe for a form: a copy of the large model fine-tuned on the poems' training parts, the
+    # step kept (early stopping) by the loss on Lucrece's held-out part, evaluated every 25 steps.
     poet = copy.deepcopy(large.model)
     poems_ids = torch.tensor(tokenizer.encode("".join(split_text(corpus[name].text)[0]
                                                       for name in generation.POEMS)))
+    lucrece_ids = np.array(tokenizer.encode(split_text(corpus["rape_of_lucrece"].text)[1]))
+    curve = {"step": [0], "validation_loss": [float(generation.per_character_losses(poet, lucrece_ids).mean())]}
+    best = {"step": 0, "state": copy.deepcopy(poet.state_dict())}
+
+    def keep_best(step):
+        if step % 25:
+            return
+        with torch.no_grad():
+            loss = float(generation.per_character_losses(poet, lucrece_ids).mean())
+        if loss < min(curve["validation_loss"]):
+            best.update(step=step, state=copy.deepcopy(poet.state_dict()))
+        curve["step"].append(step)
+        curve["validation_loss"].append(loss)
+
     finetune(poet, poems_ids, steps=args.finetune_steps, lr=args.finetune_lr, block=poet.config.context_length,
-             seed=0, bfloat16=True)
+             seed=0, bfloat16=True, after_step=keep_best)
+    poet.load_state_dict(best["state"])
     with torch.no_grad():  # measured as shipped: bfloat16 weights
         for parameter in poet.parameters():
             parameter.copy_(parameter.to(torch.bfloat16).float())
@@ -149,7 +165,7 @@ def run(args) -> int:
         verse[key] = (generation.verse_summary(samples), samples)
     truth = [generation.VerseSample(poem[:4], poem[4:12]) for poem in test_poems]
     verse["sonnets"] = (generation.verse_summary(truth), truth)
-    poet_name = f"{names['large']} fine-tuned on the poems ({args.finetune_steps} steps)"
+    poet_name = f"{names['large']} fine-tuned on the poems ({best['step']} steps)"
     verse_names = {"large": f"{names['large']}, T = {temperatures['large']['chosen']}",
                    "poet": f"{poet_name}, T = {temperatures['poet']['chosen']}",
                    "small": f"{names['small']}, T = {temperatures['large']['chosen']}",
@@ -163,7 +179,7 @@ def run(args) -> int:
 
     save_checkpoint(_located(args.poet_out), poet, tokenizer, dtype=torch.bfloat16, metadata={
         "command": "python -m " + " ".join(["book.experiments.generation", *args.argv]),
-        "base": str(args.checkpoint), "finetuned_on": list(generation.POEMS), "steps": args.finetune_steps,
+        "base": str(args.checkpoint), "finetuned_on": list(generation.POEMS), "steps": best["step"],
         "lr": args.finetune_lr, "parameters": poet.num_parameters(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"})
     path = write_results(
@@ -175,7 +191,9 @@ def run(args) -> int:
         ngram={"order": order, "dev_loss_by_order": {str(k): v for k, v in order_losses.items()}},
         scored_characters=int(len(common)), loss=loss_figures, paired_loss_difference=paired,
         temperature=temperatures,
-        finetuning={"works": list(generation.POEMS), "characters": len(poems_ids), "steps": args.finetune_steps,
+        finetuning={"works": list(generation.POEMS), "characters": len(poems_ids), "max_steps": args.finetune_steps,
+                    "chosen_step": best["step"], "chosen_on": "loss on the held-out part of The Rape of Lucrece",
+                    "validation_curve": curve,
                     "lr": args.finetune_lr, "batch_size": 16, "window": large.model.config.context_length,
                     "compute": "bfloat16 autocast", "held_out_sonnets_loss": sonnet_loss},
         verse={key: value[0] for key, value in verse.items()},
