@@ -1,12 +1,14 @@
 """Code generation scored by running it: the function family's rules and splits, line completion, the statistics,
 and the shipped results (python -m book.experiments.code)."""
 import ast
+import json
 import math
 import random
 
 import pytest
+import torch
 
-from book.applications import TaskError, code_tasks, codegen
+from book.applications import TaskError, code_tasks, codegen, results
 from book.applications.results import read_results, results_path, wilson_interval
 from book.applications.sandbox import run_tests
 from book.data import load_code_corpus
@@ -149,6 +151,83 @@ def test_short_generation_scores_like_the_long_one():
         assert full.startswith(s) and len(s) <= len(t.line) + 1
 
 
+def test_the_step_grid_extends_until_validation_flattens():
+    base = (25, 50, 100, 200)
+    stop = experiment.extension_stop
+    assert experiment.extended_steps(base, 1600) == (25, 50, 100, 200, 400, 800, 1600)
+    assert experiment.extended_steps((25, 50), 199) == (25, 50, 100)
+    assert not stop({25: 0, 50: 1, 100: 6}, base)  # the base grid is always evaluated
+    assert not stop({25: 0, 50: 1, 100: 6}, experiment.FUNCTION_STEPS)
+    assert not stop({25: 0, 50: 1, 100: 6, 200: 36}, base)  # rising: go on to 400
+    assert stop({25: 0, 50: 0, 100: 0, 200: 0}, base)  # two flat doublings: stop
+    assert not stop({25: 0, 50: 1, 100: 6, 200: 36, 400: 19}, base)  # one fall may be noise
+    assert stop({25: 0, 50: 1, 100: 6, 200: 36, 400: 19, 800: 36}, base)  # two without a new best: stop
+    assert not stop({25: 0, 50: 1, 100: 6, 200: 36, 400: 19, 800: 37}, base)
+    assert not stop({25: 0, 50: 3, 100: 5, 200: 9, 400: 57, 800: 57}, base)  # 400 is a new best
+
+
+def test_one_fine_tuning_run_continues_and_stops():
+    from book.checkpoint import load_checkpoint
+
+    model = load_checkpoint(codegen.CODE_CHECKPOINT).model
+    data = torch.arange(400, dtype=torch.long) % 90
+
+    def weight(net):
+        return float(sum(p.detach().double().sum() for p in net.parameters()))
+
+    whole = experiment.fine_tune_checkpoints(model, data, lr=1e-3, steps=(2, 4), seed=0, evaluate=weight)
+    part = experiment.fine_tune_checkpoints(model, data, lr=1e-3, steps=(2,), seed=0, evaluate=weight)
+    assert part[2] == whole[2] != whole[4]  # the evaluation at 4 steps continues the run evaluated at 2
+    stopped = experiment.fine_tune_checkpoints(model, data, lr=1e-3, steps=(1, 2, 3), seed=0, evaluate=weight,
+                                               stop=lambda found: len(found) == 2)
+    assert list(stopped) == [1, 2]
+
+
+def _fake_results(path, *, with_lines=True):
+    rows = [results.proportion("code", "functions, all", "pass@1", "old writer", 1, 10).to_dict(),
+            results.proportion("code", "line completion, held-out modules", "exact match",
+                               "code model, 0 steps", 3, 9, is_baseline=True).to_dict(),
+            results.Result("code", "line completion, held-out modules", "correct prefix share", "x", 0.25,
+                           None, 9, False).to_dict()]
+    payload = {"application": "code", "command": "python -m book.experiments.code", "wall_seconds": 99.0,
+               "finished": "then", "functions": {"grid": []}, "results": rows}
+    if with_lines:
+        payload["lines"] = {"test_lines": 9, "per_line": {"before": [True, False]}}
+    path.write_text(json.dumps(payload))
+    return payload
+
+
+def test_a_functions_only_run_keeps_the_line_part(tmp_path, monkeypatch):
+    from book.checkpoint import load_checkpoint
+
+    state = load_checkpoint(codegen.CODE_CHECKPOINT).model.state_dict()
+    new_rows = [results.proportion("code", "functions, all", "pass@1", "new writer", 7, 10)]
+    summary = {"grid": [{"steps": 400}], "chosen": {"steps": 400}}
+    calls = []
+
+    def fake_part(part, seed, started, quick=False):
+        calls.append(part)
+        return {"rows": new_rows, "writer": state, "summary": summary}
+
+    monkeypatch.setattr(experiment, "_run_part", fake_part)
+    out = tmp_path / "code.json"
+    old = _fake_results(out)
+    assert experiment.main(["--part", "functions", "--out", str(out),
+                            "--checkpoint-out", str(tmp_path / "writer")]) == 0
+    assert calls == ["functions"]
+    new = json.loads(out.read_text())
+    assert new["lines"] == old["lines"] and new["functions"] == summary
+    assert new["results"][0]["method"] == "new writer" and new["results"][1:] == old["results"][1:]
+    assert new["lines_from"] == {"command": old["command"], "wall_seconds": 99.0, "finished": "then"}
+    assert new["command"].endswith(f"--part functions --out {out} --checkpoint-out {tmp_path / 'writer'}")
+    # a file without a line part stops the command before anything is trained
+    calls.clear()
+    _fake_results(out, with_lines=False)
+    with pytest.raises(results.ResultsError, match="no line-completion part"):
+        experiment.main(["--part", "functions", "--out", str(out), "--checkpoint-out", str(tmp_path / "w2")])
+    assert calls == []
+
+
 def test_copy_baseline():
     assert experiment.copy_from_support("a = 1\nbcdef = foo(1)\n", "xxx\nbcdef = ") == "foo(1)"
     assert experiment.copy_from_support("abc", "zzzzzz") == ""
@@ -182,6 +261,20 @@ def test_shipped_pass_at_1_agrees_with_its_items(shipped):
     items = functions["test_items"]
     grid = {(row["steps"], row["lr"]): row["validation_passed"] for row in functions["grid"]}
     assert (functions["chosen"]["steps"], functions["chosen"]["lr"]) == experiment._best(grid)
+    extension = functions["extension"]
+    base = tuple(extension["base_steps"])
+    allowed = experiment.extended_steps(base, extension["max_steps"])
+    for run in extension["runs"]:  # each run went on exactly until its validation passes flattened
+        passed = {steps: p for (steps, lr), p in grid.items() if lr == run["lr"]}
+        assert tuple(sorted(passed)) == allowed[:allowed.index(run["last_steps"]) + 1]
+        for steps in sorted(passed)[:-1]:
+            assert not experiment.extension_stop({s: p for s, p in passed.items() if s <= steps}, base)
+        assert experiment.extension_stop(passed, base) or run["last_steps"] == allowed[-1]
+        flattened = experiment.extension_stop(passed, base)
+        assert run["still_rising"] == (run["last_steps"] == allowed[-1] and not flattened)
+    chosen_run = next(run for run in extension["runs"] if run["lr"] == functions["chosen"]["lr"])
+    assert extension["chosen_still_rising"] == chosen_run["still_rising"]
+    assert ("still rising" in extension["note"]) == chosen_run["still_rising"]
     for row in shipped["results"]:
         if row["metric"] != "pass@1":
             continue

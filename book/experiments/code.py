@@ -1,18 +1,26 @@
 """The code-generation application, measured: pass@1 on a family of small functions, and few-shot line completion.
 
-    python -m book.experiments.code
+    python -m book.experiments.code                     # both parts (about half an hour)
+    python -m book.experiments.code --part functions    # pass@1 only; line completion is kept
 
 writes ``checkpoints/applications/results/code.json`` (application "code") and the fine-tuned
-function writer ``checkpoints/applications/code-functions``. It uses one thread and runs the
-training steps under bfloat16 autocast. Both parts start from the shipped code model
-(``checkpoints/stdlib-code``, trained on the standard library with whole modules held out).
+function writer ``checkpoints/applications/code-functions``. With ``--part functions`` only the
+pass@1 part runs: the line-completion rows and summary are read from the existing results file
+and written back unchanged (``lines_from`` records the run that measured them). It uses one
+thread and runs the training steps under bfloat16 autocast. Both parts start from the shipped
+code model (``checkpoints/stdlib-code``, trained on the standard library with whole modules
+held out).
 
 pass@1: the code model is fine-tuned on the training functions of
 :func:`book.applications.code_tasks.function_splits`; its learning rate and step count are
 those with the most validation functions passing (held-out templates and held-out constants
-of the validation split), and it is then scored once on the test split. Every program runs in
-:mod:`book.applications.sandbox`. Baselines: the most common training body, the body of the
-training function with the nearest docstring (numbers replaced), and the code model as shipped.
+of the validation split), and it is then scored once on the test split. One run per learning
+rate is evaluated at each of FUNCTION_STEPS; beyond the last of them, it goes on doubling its
+step count until the validation passes flatten (up to FUNCTION_MAX_STEPS), so the chosen
+setting is not left at the edge of a grid that stopped too early (see :func:`extension_stop`).
+Every program runs in :mod:`book.applications.sandbox`. Baselines: the most common training
+body, the body of the training function with the nearest docstring (numbers replaced), and the
+code model as shipped.
 
 Line completion: in each held-out module, lines of its second half are completed from their
 middle by the code model as shipped (0 steps) and after fine-tuning on the module's first
@@ -34,14 +42,23 @@ import torch
 
 from book.applications import code_tasks, sandbox
 from book.applications.codegen import CODE_CHECKPOINT, prefix_share
-from book.applications.results import Result, proportion, results_path, wilson_interval, write_results
+from book.applications.results import (
+    Result,
+    ResultsError,
+    proportion,
+    read_results,
+    results_path,
+    wilson_interval,
+    write_results,
+)
 from book.checkpoint import load_checkpoint, save_checkpoint
 from book.data import load_code_corpus, split_text
 from book.errors import CommandParser
 from book.paths import ROOT
 
 FUNCTION_LRS = (3e-4, 1e-3, 3e-3)
-FUNCTION_STEPS = (25, 50, 100, 200)
+FUNCTION_STEPS = (25, 50, 100, 200)  # evaluated at every learning rate
+FUNCTION_MAX_STEPS = 6400  # beyond FUNCTION_STEPS, doubling until validation passes flatten, up to this
 LINE_LRS = (3e-4, 1e-3, 3e-3)
 LINE_STEPS = (8, 16, 32)
 VALIDATION_LINES = 40  # per validation module
@@ -49,8 +66,13 @@ TEST_LINES = 100  # at most, per test module
 BATCH_SIZE, BLOCK = 8, 128
 
 
-def fine_tune_checkpoints(model, data: torch.Tensor, *, lr: float, steps: tuple[int, ...], seed: int, evaluate) -> dict:
-    """AdamW on random windows of ``data`` from a copy of ``model``; ``evaluate(net)`` at each of ``steps``."""
+def fine_tune_checkpoints(model, data: torch.Tensor, *, lr: float, steps: tuple[int, ...], seed: int,
+                          evaluate, stop=None) -> dict:
+    """AdamW on random windows of ``data`` from a copy of ``model``; ``evaluate(net)`` at each of ``steps``.
+
+    One run: the evaluation at 400 steps continues the run evaluated at 200. With ``stop``, the
+    run ends early once ``stop(results)`` is true after an evaluation (``results`` so far, by step).
+    """
     net = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
@@ -68,7 +90,33 @@ def fine_tune_checkpoints(model, data: torch.Tensor, *, lr: float, steps: tuple[
         if step in steps:
             net.eval()
             results[step] = evaluate(net)
+            if stop is not None and stop(results):
+                break
     return results
+
+
+def extended_steps(base: tuple[int, ...], most: int) -> tuple[int, ...]:
+    """``base`` and then its last step count doubled, again and again, while it stays within ``most``."""
+    steps = list(base)
+    while steps[-1] * 2 <= most:
+        steps.append(steps[-1] * 2)
+    return tuple(steps)
+
+
+def extension_stop(passed: dict[int, int], base: tuple[int, ...]) -> bool:
+    """Whether a run evaluated at ``passed`` (step count: validation passes) stops extending.
+
+    Every step count of ``base`` is evaluated. From its last one on, a run stops once two
+    successive doublings of its step count (from a quarter of its latest step count, to its
+    latest) have brought no more validation passes than the best before them: one flat or
+    falling doubling may be noise, two say that the passes have flattened.
+    """
+    latest = max(passed)
+    if latest < base[-1]:
+        return False
+    before = [p for steps, p in passed.items() if steps <= latest // 4]
+    recent = [p for steps, p in passed.items() if steps > latest // 4]
+    return not before or max(recent) <= max(before)
 
 
 def _best(scores: dict) -> tuple:
@@ -111,17 +159,35 @@ def functions_part(model, tokenizer, *, seed: int, log) -> dict:
         bodies = code_tasks.write_functions(net, tokenizer, functions, context)
         return bodies, [score(f, b) for f, b in zip(functions, bodies)]
 
-    grid, states = {}, {}
+    grid, states, runs = {}, {}, {}
+    all_steps = extended_steps(FUNCTION_STEPS, FUNCTION_MAX_STEPS)
     for lr in FUNCTION_LRS:
         def evaluate(net):
             statuses = passes(net, validation)[1]
             return sum(s == "passed" for s in statuses), copy.deepcopy(net.state_dict())
-        for steps, (passed, state) in fine_tune_checkpoints(model, data, lr=lr, steps=FUNCTION_STEPS, seed=seed,
-                                                            evaluate=evaluate).items():
+
+        def stop(found, lr=lr):
+            passed = {steps: p for steps, (p, _) in found.items()}
+            latest = max(passed)
+            log(f"functions: {latest} steps at lr {lr:g}: "
+                f"{passed[latest]}/{len(validation)} validation functions pass")
+            return extension_stop(passed, FUNCTION_STEPS)
+
+        found = fine_tune_checkpoints(model, data, lr=lr, steps=all_steps, seed=seed, evaluate=evaluate,
+                                      stop=stop)
+        for steps, (passed, state) in found.items():
             grid[steps, lr] = passed
             states[steps, lr] = state
-            log(f"functions: {steps} steps at lr {lr:g}: {passed}/{len(validation)} validation functions pass")
+        last = max(found)
+        rising = not extension_stop({steps: p for steps, (p, _) in found.items()}, FUNCTION_STEPS)
+        if last < all_steps[-1]:
+            ended = "two doublings brought no more validation passes"
+        else:
+            ended = "still rising at the largest step count" if rising else "at the largest step count"
+        runs[lr] = {"lr": lr, "last_steps": last, "still_rising": last == all_steps[-1] and rising,
+                    "ended": ended}
     chosen = _best(grid)
+    chosen_still_rising = runs[chosen[1]]["still_rising"]  # its run reached max_steps without flattening
     writer = copy.deepcopy(model)
     writer.load_state_dict(states[chosen])
     writer.eval()
@@ -154,6 +220,19 @@ def functions_part(model, tokenizer, *, seed: int, log) -> dict:
             "grid": [{"steps": s, "lr": lr, "validation_passed": p, "validation_n": len(validation)}
                      for (s, lr), p in sorted(grid.items())],
             "chosen": {"steps": chosen[0], "lr": chosen[1], "chosen_on": "validation functions"},
+            "extension": {
+                "rule": "one run per learning rate, evaluated at each base step count; from the last of them "
+                        "it doubles its steps until two successive doublings bring no more validation passes "
+                        "than the best before them, or max_steps is reached",
+                "base_steps": list(FUNCTION_STEPS), "max_steps": FUNCTION_MAX_STEPS,
+                "lrs": list(FUNCTION_LRS),
+                "runs": list(runs.values()),
+                "chosen_still_rising": chosen_still_rising,
+                "note": (f"the chosen run (lr {chosen[1]:g}) ended at {runs[chosen[1]]['last_steps']} steps, "
+                         f"{runs[chosen[1]]['ended']}"
+                         + ("; validation passes were still rising there, so the chosen setting sits at the "
+                            "grid's edge" if chosen_still_rising else "")),
+            },
             "batch_size": BATCH_SIZE, "block": BLOCK, "sandbox_runs": score.runs,
             "test_items": [{"name": f.name, "kind": k, **{m: o["statuses"][i] for m, o in outcomes.items()}}
                            for i, (f, k) in enumerate(zip(test, kinds))],
@@ -251,8 +330,9 @@ def lines_part(model, tokenizer, *, seed: int, log) -> dict:
 
 def _shrink() -> None:
     """Settings for checking that the command runs (``--quick``): a tiny grid and few items; not results."""
-    global FUNCTION_LRS, FUNCTION_STEPS, LINE_LRS, LINE_STEPS, VALIDATION_LINES, TEST_LINES, QUICK
-    FUNCTION_LRS, FUNCTION_STEPS, LINE_LRS, LINE_STEPS = (1e-3,), (3,), (1e-3,), (2,)
+    global FUNCTION_LRS, FUNCTION_STEPS, FUNCTION_MAX_STEPS, LINE_LRS, LINE_STEPS
+    global VALIDATION_LINES, TEST_LINES, QUICK
+    FUNCTION_LRS, FUNCTION_STEPS, FUNCTION_MAX_STEPS, LINE_LRS, LINE_STEPS = (1e-3,), (3,), 6, (1e-3,), (2,)
     VALIDATION_LINES, TEST_LINES, QUICK = 3, 3, True
 
 
@@ -278,11 +358,27 @@ def _run_part(part: str, seed: int, started: float, quick: bool = False) -> dict
     return lines_part(model, tokenizer, seed=seed, log=log)
 
 
+def carried_lines(path) -> dict:
+    """The line-completion part of an existing results file: its rows, its summary, where they came from."""
+    payload = read_results("code", path)
+    if "lines" not in payload:
+        raise ResultsError(f"{path} holds no line-completion part to keep; run both parts")
+    rows = [Result(**dict(row, ci95=None if row["ci95"] is None else tuple(row["ci95"])))
+            for row in payload["results"] if not row["task"].startswith("functions")]
+    origin = payload.get("lines_from") or {key: payload[key] for key in ("command", "machine", "wall_seconds",
+                                                                         "finished") if key in payload}
+    return {"rows": rows, "summary": payload["lines"], "from": origin,
+            "extra": {key: payload[key] for key in ("sandbox", "threads", "training_dtype")
+                      if key in payload}}
+
+
 def main(argv=None) -> int:
     parser = CommandParser(prog="python -m book.experiments.code", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(results_path("code").relative_to(ROOT)), help="the results file")
     parser.add_argument("--checkpoint-out", default=str(code_tasks.FUNCTIONS_CHECKPOINT.relative_to(ROOT)),
                         help="where the fine-tuned function writer is saved")
+    parser.add_argument("--part", choices=("all", "functions"), default="all",
+                        help="'functions' runs pass@1 only; the line-completion part of --out is kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a tiny grid and few items, to check the command runs")
     args = parser.parse_args(argv)
@@ -290,20 +386,28 @@ def main(argv=None) -> int:
     started = time.time()
     shipped = load_checkpoint(CODE_CHECKPOINT)
     tokenizer = shipped.tokenizer
-    # The two parts are independent: each runs in its own process, with one thread.
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        functions_job = pool.submit(_run_part, "functions", args.seed, started, args.quick)
-        lines_job = pool.submit(_run_part, "lines", args.seed, started, args.quick)
-        functions, lines = functions_job.result(), lines_job.result()
+    if args.part == "functions":
+        kept = carried_lines(args.out)  # read first: a missing or damaged file stops it before training
+        functions = _run_part("functions", args.seed, started, args.quick)
+        lines = {"rows": kept["rows"], "summary": kept["summary"]}
+        extra = {**kept["extra"], "lines_from": kept["from"]}
+    else:
+        # The two parts are independent: each runs in its own process, with one thread.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+            functions_job = pool.submit(_run_part, "functions", args.seed, started, args.quick)
+            lines_job = pool.submit(_run_part, "lines", args.seed, started, args.quick)
+            functions, lines = functions_job.result(), lines_job.result()
+        extra = {}
     writer = load_checkpoint(CODE_CHECKPOINT).model
     writer.load_state_dict(functions.pop("writer"))
     save_checkpoint(args.checkpoint_out, writer, tokenizer, dtype=torch.bfloat16,
                     metadata={"made_by": "python -m book.experiments.code",
                               "fine_tuned_from": "checkpoints/stdlib-code", **functions["summary"]["chosen"]})
+    extra = {"sandbox": sandbox.description(), "threads": 1, "training_dtype": "bfloat16 autocast", **extra}
     path = write_results("code", functions["rows"] + lines["rows"], wall_seconds=time.time() - started,
                          argv=sys.argv[1:] if argv is None else argv, program="python -m book.experiments.code",
-                         path=args.out, functions=functions["summary"], lines=lines["summary"],
-                         sandbox=sandbox.description(), threads=1, training_dtype="bfloat16 autocast")
+                         path=args.out, functions=functions["summary"], lines=lines["summary"], **extra)
     for row in functions["rows"] + lines["rows"]:
         print(f"{row.task} | {row.method} | {row.metric} {row.value:.3f} (n={row.n})")
     print(f"written {path}")
