@@ -106,11 +106,36 @@ def test_gpt_features_pool_whole_windows():
     from book.tokenize import CharTokenizer
 
     tokenizer = CharTokenizer("ab ")
-    model = GPT.from_config(vocab_size=3, context_length=8, n_layer=1, n_head=2, d_model=8)
-    features = g.gpt_features(model, tokenizer, ["ab ab ab" * 2, "ba ba ba" * 2])
+    model = GPT.from_config(vocab_size=3, context_length=8, n_layer=2, n_head=2, d_model=8)
+    texts = ["ab ab ab" * 2, "ba ba ba" * 2]
+    features = g.gpt_features(model, tokenizer, texts, batch_size=1)
     assert features["mean"].shape == (2, 8) and features["last"].shape == (2, 8)
+    assert features["layers"].shape == (2, 2, 8)
+    # pooling batch by batch gives what pooling everything at once does
+    at_once = g.gpt_features(model, tokenizer, texts, batch_size=4)
+    assert torch.allclose(at_once["mean"], features["mean"], atol=1e-5)
+    assert g.feature_sets(features) == ("mean", "last", "block 1", "all blocks")
+    assert torch.equal(g.pooled(features, "block 1"), features["layers"][:, 0])
+    assert g.pooled(features, "all blocks").shape == (2, 16)
+    with pytest.raises(g.GenreError, match="pooling"):
+        g.pooled(features, "block 3")
     with pytest.raises(g.GenreError, match="windows"):
         g.gpt_features(model, tokenizer, ["abc"])
+
+
+def test_fast_naive_bayes_log_odds_match_the_class_and_cross_fitting_hides_each_play():
+    texts = ["merry jest merry", "jest wedding", "death grave", "grave murder death", "merry death", "a jest"]
+    labels = ["comedy", "comedy", "tragedy", "tragedy", "comedy", "tragedy"]
+    counts = g.word_counts(texts)
+    model = g.NaiveBayes(0.5).fit(texts[:4], labels[:4])
+    scores = model.scores(texts[4:])
+    fast = g.naive_bayes_log_odds(counts, labels, range(4), [4, 5], 0.5)
+    assert np.allclose(fast, scores[:, 1] - scores[:, 0])
+    plays = ["p1", "p2", "p3", "p4", "p5", "p6"]
+    crossed = g.cross_fitted_log_odds(counts, labels, plays, range(6), 0.5, groups=2)
+    # each play's number comes from a model fitted without it, so it differs from the in-sample one
+    in_sample = g.naive_bayes_log_odds(counts, labels, range(6), range(6), 0.5)
+    assert crossed.shape == (6,) and not np.allclose(crossed, in_sample)
 
 
 def test_results_file_agrees_with_itself():
@@ -118,12 +143,18 @@ def test_results_file_agrees_with_itself():
     table = g.genre_table()
     rows = {row["method"]: row for row in results["results"] if "last 10%" not in row["task"]}
     gpt = next(row for name, row in rows.items() if name.startswith("shipped GPT"))
-    nb = next(row for name, row in rows.items() if "Naive Bayes" in name)
+    nb = rows["word-count Naive Bayes"]
     majority = next(row for name, row in rows.items() if "majority" in name)
     assert majority["value"] == 0.5 and gpt["n"] >= 1000 and len(table) == len(results["results"])
     assert np.isclose(results["gpt_minus_naive_bayes"]["value"], gpt["value"] - nb["value"], atol=1e-3)
     per_play = results["per_play_accuracy"]
     assert len(per_play) == 25 and not set(per_play) & set(g.EXCLUDED)
+    combined = [row for name, row in rows.items() if name.startswith("combined")]
+    if combined:
+        difference = results["gpt_plus_nb_minus_naive_bayes"]["value"]
+        assert np.isclose(difference, combined[0]["value"] - nb["value"], atol=1e-3)
+    if "base_model" in results:
+        assert f"({results['base_model'].split('/')[-1]})" in gpt["method"]
     words = g.genre_words(5)
     assert len(words["comedy"]) == 5 and not set(words["comedy"]) & set(words["tragedy"])
 
