@@ -144,3 +144,41 @@ def test_results_file_agrees_with_its_outcomes():
         if row["method"] == "GPT trained on the dialogues":
             name = "test_new" if "phrasings" in row["task"] else "test"
             assert row["value"] == pytest.approx(sum(booking[name]) / row["n"], abs=1e-6)
+
+
+@pytest.mark.parametrize("loss", cv.LOSSES)
+def test_dialogue_rows_start_at_dialogues_and_count_the_right_characters(loss):
+    dialogues = [cv.dialogue_text(r) for r in cv.booking_requests("train", 40)]
+    rows = cv.dialogue_rows(dialogues, 160, loss=loss)
+    assert all(len(text) == 161 and len(flags) == 160 for text, flags in rows)
+    starts = [text for text, _ in rows]
+    # every dialogue begins a row, whole, in the order given
+    assert [next(i for i, t in enumerate(starts) if t.startswith(d)) for d in dialogues] == sorted(
+        next(i for i, t in enumerate(starts) if t.startswith(d)) for d in dialogues)
+    assert all(any(t.startswith(d) for t in starts) for d in dialogues)
+    text, flags = rows[0]
+    counted = "".join(c for c, f in zip(text[1:], flags) if f)
+    if loss == "all":
+        assert counted == text[1:]
+    else:
+        first = cv.booking_requests("train", 1)[0]
+        assert counted.startswith(f" {first.reply}\n") and "U:" not in counted
+    assert not rows[-1][1][-1] and rows[-1][0].endswith("\n\n")  # the padding does not count
+    with pytest.raises(TaskError):
+        cv.dialogue_rows(dialogues, 160, loss="request")
+
+
+def test_training_on_dialogue_rows_lowers_the_loss():
+    from book.experiments.dialogue import train_on_dialogues
+    from book.training import TrainConfig
+
+    torch.manual_seed(0)
+    dialogues = [cv.dialogue_text(r) for r in cv.booking_requests("train", 96)]
+    val = [cv.dialogue_text(r) for r in cv.booking_requests("validation", 16)]
+    tokenizer = CharTokenizer.from_text("".join(dialogues + val))
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context_length=160, n_layer=1, n_head=2, d_model=32))
+    settings = TrainConfig(max_steps=40, batch_size=16, context_length=160, max_lr=3e-3, min_lr=3e-4,
+                           warmup_steps=5, eval_interval=20, eval_iters=1, seed=0)
+    history = train_on_dialogues(model, tokenizer, dialogues, val, settings, "all", log=lambda line: None)
+    assert history.eval_steps == [20, 40] and len(history.train_loss) == 40
+    assert history.val_loss[-1] < history.train_loss[0] - 1.0   # from about log(vocabulary) = 4 nats

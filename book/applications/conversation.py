@@ -21,15 +21,16 @@ or for train tickets, phrased many ways, determines the reply's slots exactly::
 Slot combinations are split into training, validation and test combinations, so every test
 request asks for a combination no training request asked for; a second test set also uses
 phrasings (templates) no training request used. A small GPT trained on the training dialogues
-writes each reply greedily, scored by exact match.
+(the loss on all their characters, every training row starting where a dialogue starts, as the
+reply prompt does: see :func:`dialogue_rows`) writes each reply greedily, scored by exact match.
 
-The results are written by one command (a few minutes of one idle CPU core), here run a part at a time::
+The results are written by one command (about half an hour of one idle CPU core), here run a part
+at a time (the defaults are the settings of the shipped figures)::
 
-    python -m book.experiments.dialogue --part selection --validation-questions 200 --test-questions 400
-    python -m book.experiments.dialogue --part booking --test-requests 500 --validation-requests 200
+    python -m book.experiments.dialogue --part selection   # scored with checkpoints/shakespeare-large
+    python -m book.experiments.dialogue --part booking
 
-(add ``--checkpoint checkpoints/shakespeare-large`` to score the selection with the larger model);
-the booking part also ships its trained model in ``checkpoints/applications/dialogue-model``.
+and the booking part also ships its trained model in ``checkpoints/applications/dialogue-model``.
 """
 from __future__ import annotations
 
@@ -375,6 +376,45 @@ def dialogue_text(request: Request) -> str:
 def reply_prompt(text: str) -> str:
     """The prompt after which the model writes the reply to ``text``."""
     return f"U: {text}\nA:"
+
+
+LOSSES = ("all", "reply")
+
+
+def dialogue_rows(dialogues: list[str], length: int, *, loss: str = "all") -> list[tuple[str, list[bool]]]:
+    """The dialogues, in the order given, cut into training rows of ``length + 1`` characters.
+
+    Every row starts where a dialogue starts (as a prompt of :func:`reply_prompt` starts at the
+    model's first position) and runs on into the dialogues after it; a dialogue cut off at a row's
+    end starts the next row, so every dialogue is read whole once. With each row comes, for each
+    of its last ``length`` characters (the targets), whether it counts in the loss: all of them
+    (``loss="all"``), or only the reply's, from the character after ``A:`` to the end of its line
+    (``loss="reply"``). The last row is padded with newlines that do not count.
+    """
+    if loss not in LOSSES:
+        raise TaskError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if length < 1:
+        raise TaskError(f"rows need a length of at least 1, got {length}")
+    if not dialogues:
+        raise TaskError("no dialogues to cut into rows")
+    counted = []
+    for dialogue in dialogues:
+        if loss == "all":
+            counted.append([True] * len(dialogue))
+            continue
+        reply = dialogue.index("\nA:") + len("\nA:")
+        counted.append([i >= reply for i in range(len(dialogue))])
+    rows, first = [], 0
+    while first < len(dialogues):
+        text, flags, last = "", [], first
+        while last < len(dialogues) and len(text) < length + 1:
+            text, flags, last = text + dialogues[last], flags + counted[last], last + 1
+        whole = len(text) <= length + 1
+        pad = max(0, length + 1 - len(text))
+        rows.append((text[:length + 1] + "\n" * pad, (flags[1:length + 1] + [False] * pad)))
+        # the dialogue cut off at the end (if any) starts the next row
+        first = last if whole or last - 1 == first else last - 1
+    return rows
 
 
 @torch.no_grad()
