@@ -150,3 +150,60 @@ def test_demo_translates_test_numbers_with_the_shipped_model():
     assert all(r["correct"] == (r["model"] == r["reference"]) for r in rows)
     with pytest.raises(nt.TranslationError, match="count must be positive"):
         nt.demo(count=0)
+
+
+def _record(losses, switch=0):
+    every = experiment.LOG_EVERY
+    return {"log": {"iteration": [every * (i + 1) for i in range(len(losses))], "loss_bits": losses},
+            "switch_iteration": switch}
+
+
+def test_a_run_is_finished_only_when_its_loss_stopped_moving():
+    flat = experiment.flatness(_record([5.0] * 40 + [1.0] * 60))
+    assert flat["flat"] and flat["change_bits"] == 0.0 and flat["window_iterations"] == 625
+    falling = experiment.flatness(_record([3.0 - 0.01 * i for i in range(100)]))
+    assert not falling["flat"] and falling["change_bits"] < -experiment.FLAT_BITS
+    # Only the iterations after the last switch of objective count: 8 MAML iterations are too few.
+    assert experiment.flatness(_record([1.0] * 100, switch=2300))["change_bits"] is None
+
+
+def test_part_b_alone_keeps_part_a_rows(monkeypatch, tmp_path):
+    from book.applications import results
+
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    a_row = results.proportion("translation", "English -> French, numbers 1-9999", "exact match", "GPT", 9, 10)
+    monkeypatch.setattr(experiment, "part_a", lambda *a: {"rows": [a_row], "extra": {"part_a": {"x": 1}}})
+    b_task = "held-out language Italian, K=32, numbers 1-999"
+    for value in (3, 4):
+        row = results.proportion("translation", b_task, "exact match", "MetaGPT", value, 10)
+        monkeypatch.setattr(experiment, "part_b", lambda *a, row=row: {"rows": [row], "extra": {"part_b": {}}})
+        assert experiment.main(["--part", "A" if value == 3 else "B", "--quiet"]) == 0
+    payload = results.read_results("translation")
+    assert payload["part_a"]["x"] == 1 and payload["part_a"]["command"].endswith("--part A --quiet")
+    assert sorted((r["task"], r["value"]) for r in payload["results"]) == [(a_row.task, 0.9), (b_task, 0.4)]
+
+
+def test_shipped_part_b_is_the_default_command_with_equal_budgets():
+    path = RESULTS_DIR / "translation.json"
+    if not path.exists() or "part_b" not in read_results("translation"):
+        pytest.skip("Part B has not been run yet")
+    payload = read_results("translation")
+    part = payload["part_b"]
+    assert part["command"] == "python -m book.experiments.number_translation --part B"
+    assert part["budget_cpu_seconds"] == experiment.BUDGET and part["model"] == experiment.B_MODEL
+    for record in part["records"].values():
+        # Each run stops at its first iteration past the budget: equal CPU budgets, to an iteration.
+        assert experiment.BUDGET <= record["cpu_seconds"] <= experiment.BUDGET + 10
+        assert record["finished"] == experiment.flatness(record)
+    rows = {(r["task"], r["method"]): r for r in payload["results"]}
+    pooled = "3 held-out languages pooled, K=32, numbers 1-999"
+    methods = {key.split("/", 1)[1] for key in part["outcomes"]}
+    for method in methods:
+        outcome = [x for lang in experiment.META_TEST for x in part["outcomes"][f"{lang}/{method}"]]
+        row = rows[pooled, method]
+        assert row["n"] == len(outcome) and row["value"] == pytest.approx(sum(outcome) / len(outcome), abs=1e-6)
+        assert row["ci95"] == pytest.approx(list(wilson_interval(sum(outcome), len(outcome))), abs=1e-6)
+    meta, tuned = "pretrain-maml (MetaGPT)", "pretrained, fine-tuned"
+    first = [x for lang in experiment.META_TEST for x in part["outcomes"][f"{lang}/{meta}"]]
+    second = [x for lang in experiment.META_TEST for x in part["outcomes"][f"{lang}/{tuned}"]]
+    assert part["mcnemar_p_maml_vs_finetune_pooled"] == pytest.approx(nt.mcnemar_p(first, second), abs=1e-6)

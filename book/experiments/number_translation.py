@@ -25,6 +25,8 @@ the same budget; ``alpha`` is chosen on the validation languages at the switch. 
 adapts to a held-out language from K = 32 pairs (Adam or SGD, learning rate and step count chosen
 on the validation languages); ``scratch`` is a fresh GPT trained on the 32 pairs alone;
 ``in-context`` puts as many of the 32 pairs as fit in the context before the question, no step.
+Both trained starts get the same ``BUDGET`` of CPU seconds (the choice of ``alpha`` is not counted);
+each record says whether its training loss had stopped moving (:func:`flatness`).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from book.applications import number_translation as nt
 from book.applications.results import Result, proportion, read_results, results_path, write_results
 from book.checkpoint import save_checkpoint
 from book.errors import CommandParser
-from book.experiments.metagpt import Log, schedule
+from book.experiments.metagpt import LOG_EVERY, Log, schedule
 from book.model import GPT, GPTConfig
 from book.stats import LN2
 from book.training import TrainConfig, make_optimizer, train
@@ -64,7 +66,10 @@ META_TRAIN = tuple(code for code in nt.LANGUAGES if code not in META_VAL + META_
 SHOTS = 32                # K: support pairs of a language
 QUERIES = 16              # query pairs of a meta-training language per iteration
 META_BATCH = 4            # languages per iteration
-BUDGET = 60.0            # CPU seconds of pretraining (finetune), and of pretraining + MAML (pretrain-maml)
+BUDGET = 600.0            # CPU seconds of pretraining (finetune), and of pretraining + MAML (pretrain-maml)
+FLAT_SHARE = 0.25         # a run is finished when its loss moved < FLAT_BITS over this share of its last stretch
+FLAT_BITS = 0.02
+FLAT_SPAN = 100           # iterations averaged at each end of that stretch
 SWITCH = 0.5
 ALPHA_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADAPT_GRID = (("adam", 3e-3), ("adam", 1e-2), ("sgd", None))  # None: the chosen alpha
@@ -243,6 +248,25 @@ def _run(step, model, optimizer, data, *, start, end, budget, first, log, label,
     return iteration
 
 
+def flatness(record: dict) -> dict:
+    """Did the training loss stop moving? Its change over the last ``FLAT_SHARE`` of the iterations since the
+    run's last switch of objective: the mean over the last ``FLAT_SPAN`` iterations minus the mean over the
+    ``FLAT_SPAN`` iterations that ended that many iterations earlier. Flat when it moved less than ``FLAT_BITS``."""
+    log = record["log"]
+    iterations, losses = log["iteration"], log["loss_bits"]
+    start = record.get("switch_iteration", 0)
+    window = int(FLAT_SHARE * (iterations[-1] - start)) if iterations else 0
+    points = [i for i, it in enumerate(iterations) if it > start]
+    span = max(1, FLAT_SPAN // LOG_EVERY)
+    earlier = [i for i in points if iterations[i] <= iterations[-1] - window]
+    if window < FLAT_SPAN or not earlier or earlier[-1] - points[0] + 1 < span:
+        return {"change_bits": None, "flat": False, "window_iterations": window}
+    end = earlier[-1]
+    change = sum(losses[-span:]) / span - sum(losses[end - span + 1:end + 1]) / span
+    return {"change_bits": round(change, 4), "flat": abs(change) < FLAT_BITS, "window_iterations": window,
+            "span_iterations": span * LOG_EVERY}
+
+
 def heldout_loss(model, x, y) -> float:
     with torch.no_grad():
         return float(_batch_loss(model, x, y))
@@ -321,20 +345,27 @@ def part_b(budget: float = BUDGET, progress: bool = True) -> dict:
     alpha_started = cpu_seconds()
     alpha, alpha_scores = choose_alpha(model, data)
     alpha_cpu = cpu_seconds() - alpha_started
+    second_half = cpu_seconds()
     end = _run(pretrain_step, model, optimizer, data, start=SWITCH, end=1.0, budget=budget,
                first=middle, log=log, label="pretraining", progress=progress)
+    finetune_cpu = cpu_seconds() - second_half + (alpha_started - started)
     pretrained = model.eval()
     meta = make_b_model(vocab, 0)
     meta_optimizer = make_optimizer(meta, lr=3e-3, weight_decay=0.01, betas=(0.9, 0.99))
     meta.load_state_dict(snapshot[0])
     meta_optimizer.load_state_dict(snapshot[1])
     meta_log = snapshot[2]
+    maml_started = cpu_seconds()
     meta_end = _run(lambda m, o, b: maml_step(m, o, b, alpha), meta, meta_optimizer, data, start=SWITCH, end=1.0,
                     budget=budget, first=middle, log=meta_log, label="MAML", progress=progress)
+    meta_cpu = cpu_seconds() - maml_started + (alpha_started - started)
     meta.eval()
     train_cpu = cpu_seconds() - started - alpha_cpu
-    records = {"finetune": {"iterations": end, "log": log.to_dict()},
-               "pretrain-maml": {"iterations": meta_end, "switch_iteration": middle, "log": meta_log.to_dict()}}
+    records = {"finetune": {"iterations": end, "cpu_seconds": round(finetune_cpu, 1), "log": log.to_dict()},
+               "pretrain-maml": {"iterations": meta_end, "switch_iteration": middle, "cpu_seconds": round(meta_cpu, 1),
+                                 "log": meta_log.to_dict()}}
+    for record in records.values():
+        record["finished"] = flatness(record)
     for name, net in (("finetune", pretrained), ("pretrain-maml", meta)):
         save_checkpoint(nt.MODEL_DIR / name, net, data.tokenizer, step=records[name]["iterations"],
                         metadata={"part": "B", "method": name, "alpha": alpha, "budget_cpu_seconds": budget},
@@ -386,6 +417,9 @@ def part_b(budget: float = BUDGET, progress: bool = True) -> dict:
         "contexts": details,
         "train_cpu_seconds": round(train_cpu, 1), "eval_cpu_seconds": round(cpu_seconds() - eval_started, 1),
         "mcnemar_p_maml_vs_finetune_pooled": round(nt.mcnemar_p(pooled[maml_name], pooled[finetune_name]), 6),
+        "mcnemar_p_maml_vs_finetune_by_language": {
+            lang: round(nt.mcnemar_p(outcomes[lang, maml_name], outcomes[lang, finetune_name]), 6)
+            for lang in META_TEST},
         "outcomes": {f"{lang}/{name}": [int(x) for x in outcomes[lang, name]] for (lang, name) in outcomes
                      if lang in META_TEST},
         "seeds": 1}}}
