@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from book.applications import generation
-from book.applications.results import read_results, results_path
+from book.applications.generation import POET_CHECKPOINT
+from book.applications.results import read_results
+from book.checkpoint import read_metadata
 from book.model import GPT, GPTConfig
 from book.ngram import CharNgram, NgramError, choose_order
 
@@ -87,12 +89,21 @@ def test_stanzas_and_sonnets_are_cut_at_their_boundaries():
 
 
 def test_the_shipped_generation_results_are_consistent():
-    path = results_path("generation")
-    if not path.exists():
-        pytest.skip("no generation results shipped yet")
     payload = read_results("generation")
     by_order = payload["ngram"]["dev_loss_by_order"]
     assert str(payload["ngram"]["order"]) == min(by_order, key=by_order.get)  # chosen on the development text
-    chosen = payload["temperature"]["chosen"]
-    validation = payload["temperature"]["validation"]
-    assert validation[str(chosen)]["metre_share"] == max(v["metre_share"] for v in validation.values())
+    for model in ("large", "poet"):  # each model's temperature: the best metre on Lucrece's stanzas
+        chosen = payload["temperature"][model]["chosen"]
+        validation = payload["temperature"][model]["validation"]
+        assert validation[str(chosen)]["metre_share"] == max(v["metre_share"] for v in validation.values())
+    curve = payload["finetuning"]["validation_curve"]  # the verse model's step: the lowest validation loss
+    best = curve["step"][curve["validation_loss"].index(min(curve["validation_loss"]))]
+    assert payload["finetuning"]["chosen_step"] == best
+    for row in payload["results"]:
+        if row["metric"].startswith("share of lines"):
+            key = "poet" if "fine-tuned" in row["method"] else "large" if "3.2M" in row["method"] else None
+            if key:
+                summary = payload["verse"][key]
+                assert row["value"] == pytest.approx(summary["in_metre"] / summary["lines"], abs=1e-6)
+    poet = read_metadata(POET_CHECKPOINT)
+    assert poet["metadata"]["steps"] == payload["finetuning"]["chosen_step"]

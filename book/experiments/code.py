@@ -191,6 +191,9 @@ def functions_part(model, tokenizer, *, seed: int, log) -> dict:
     writer = copy.deepcopy(model)
     writer.load_state_dict(states[chosen])
     writer.eval()
+    with torch.no_grad():  # measured as shipped: bfloat16 weights
+        for parameter in writer.parameters():
+            parameter.copy_(parameter.to(torch.bfloat16).float())
     methods = {
         "fine-tuned code model": passes(writer, test),
         "code model as shipped, 6 training functions in the prompt": passes(model, test),
