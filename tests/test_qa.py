@@ -116,6 +116,22 @@ def test_the_loss_is_on_the_answer_alone():
     assert tok.decode(y_all[0, :n].tolist()) == examples[0].text[1:]
 
 
+def test_the_loss_on_all_and_the_answer_adds_the_two_means():
+    tok = qa.tokenizer()
+    examples = qa.make_examples(qa.TASKS[1], "train", 16, 0)
+    torch.manual_seed(0)
+    model = GPT.from_config(vocab_size=tok.vocab_size, context_length=320, n_layer=1, n_head=2, d_model=16)
+    x, y_all = qa.encode_batch(examples, tok, loss_on="all")
+    y_answer = qa.encode_batch(examples, tok)[1]
+    with torch.no_grad():
+        expected = model(x, y_all)[1].item() + model(x, y_answer)[1].item()
+    history = qa.train_model(model, examples, tok, steps=1, batch_size=16, loss_on="all+answer", bf16=False)
+    first = history["loss"][0]
+    assert first == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(qa.QAError, match="loss_on"):
+        qa.train_model(model, examples, tok, steps=1, batch_size=16, loss_on="question")
+
+
 def test_greedy_answers_stop_at_the_line_break():
     tok = qa.tokenizer()
     torch.manual_seed(0)
@@ -124,6 +140,66 @@ def test_greedy_answers_stop_at_the_line_break():
     assert len(answers) == 2 and all(len(a) <= 5 and "\n" not in a for a in answers)
     with pytest.raises(qa.QAError, match="context"):
         qa.answer_questions(model, tok, ["x" * 60 + "?"], max_chars=14)
+
+
+def test_cached_greedy_answers_match_rereading_the_whole_line():
+    tok = qa.tokenizer()
+    torch.manual_seed(4)
+    model = GPT.from_config(vocab_size=tok.vocab_size, context_length=96, n_layer=2, n_head=2, d_model=32)
+    newline = tok.char_to_id["\n"]
+    with torch.no_grad():  # large random weights: varied characters, and answers of several lengths
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0, 0.3)
+    prompts = ["Where is Ada?", "Bo went to the mill. Where is Bo?", "Cy moved to the barn. Where is Cy?",
+               "Ada went to the pier. Ada moved to the dock. Where is Ada?", "Where is Bo?"]
+
+    def slow(prompt, max_chars=6):  # re-read the whole line for every character
+        ids, answer = tok.encode(prompt + " "), []
+        for _ in range(max_chars):
+            with torch.no_grad():
+                nxt = int(model(torch.tensor([ids]))[0][0, -1].argmax())
+            if nxt == newline:
+                break
+            answer.append(nxt)
+            ids.append(nxt)
+        return tok.decode(answer)
+
+    expected = [slow(p) for p in prompts]
+    assert qa.answer_questions(model, tok, prompts, max_chars=6, batch_size=2) == expected
+    assert len(set(map(len, expected))) > 1
+
+
+def test_held_out_words_are_spelt_in_letters_that_training_stories_use():
+    seen = set()
+    for task in qa.TASKS:
+        for example in qa.make_examples(task, "train", 3000, 0):
+            seen |= set(example.text)
+    for kind, pools in qa.POOLS.items():
+        for split in ("validation", "test"):
+            assert all(set(word) <= seen for word in pools[split]), (kind, split)
+    assert "q" not in "".join(qa.POOLS["places"]["validation"])  # "quarry", the one "q", trains
+    assert len(qa.POOLS["places"]["validation"]) >= 10 and len(qa.POOLS["places"]["test"]) == 16
+
+
+def test_invented_stories_are_training_stories_with_made_up_words():
+    plain = qa.make_examples(qa.TASKS[0], "train", 200, 0)
+    assert plain == qa.make_examples(qa.TASKS[0], "train", 200, 0, invented=0.0)
+    held_out = {w for pools in qa.POOLS.values() for split in ("validation", "test") for w in pools[split]}
+    for task in qa.TASKS:
+        examples = qa.make_examples(task, "train", 400, 1, invented=0.5)
+        made_up = [e for e in examples if not words(e.prompt, "places") <= set(qa.POOLS["places"]["train"])]
+        assert 120 < len(made_up) < 280  # about half
+        for example in made_up:
+            assert qa.rule_answer(example.prompt) == example.answer
+            assert set(example.text) <= set(qa.VOCABULARY)
+            for kind in ("names", "places", "objects"):
+                found = words(example.prompt, kind)
+                assert not found & held_out, (kind, example.prompt)
+    with pytest.raises(qa.QAError, match="invented"):
+        qa.make_examples(qa.TASKS[0], "validation", 3, 0, invented=0.5)
+    with pytest.raises(qa.QAError, match="invented"):
+        qa.make_examples(qa.TASKS[0], "train", 3, 0, invented=1.5)
 
 
 def test_a_few_training_steps_lower_the_answer_loss():
@@ -165,7 +241,7 @@ def test_the_results_file_agrees_with_its_outcomes():
         assert last["value"] == pytest.approx(sum(qa.exact_match([qa.last_place(e.prompt) for e in test],
                                                                  [e.answer for e in test])) / len(test), abs=1e-6)
     table = qa.qa_table()
-    assert len(table) == len(payload["results"]) and set(table["task"]) == set(qa.TASKS)
+    assert len(table) == len(payload["results"]) and {row["task"] for row in table} == set(qa.TASKS)
 
 
 @shipped
@@ -179,8 +255,8 @@ def test_the_shipped_model_answers_as_recorded():
         predictions = qa.answer_questions(model, tok, [r["prompt"] for r in recorded])
         assert predictions == [r["model"] for r in recorded]
     table = qa.demo(n=2)
-    assert len(table) == 4 and set(table.columns) >= {"answer", "model", "correct"}
-    assert list(table["correct"]) == [m == a for m, a in zip(table["model"], table["answer"])]
+    assert len(table) == 4 and all(set(row) >= {"answer", "model", "correct"} for row in table)
+    assert [row["correct"] for row in table] == [row["model"] == row["answer"] for row in table]
 
 
 def test_the_command_trains_saves_the_best_validation_step_and_measures(tmp_path):

@@ -1,7 +1,8 @@
 """Train the question-answering GPT on bAbI-style stories and measure it: ``python -m book.experiments.qa``.
 
 One small GPT is trained from scratch on the training stories of both tasks (one and two
-supporting facts, mixed), with the loss on the answers (see :mod:`book.applications.qa`). Every
+supporting facts, mixed; a share told with made-up words), with the loss on every character
+(see :mod:`book.applications.qa`). Every
 ``--eval-every`` steps it answers the validation stories (their own held-out names, places and
 objects), and the model of the best validation step is kept; that one answers the test stories,
 once. The baselines and the oracle rule answer the same test stories. The command writes
@@ -34,11 +35,13 @@ def evaluate(model: GPT, tok, examples: list[qa.Example]) -> list[bool]:
 
 
 def train_and_save(*, n_layer: int, d_model: int, n_head: int, steps: int, batch_size: int, lr: float, loss_on: str,
-                   n_train: int, n_validation: int, eval_every: int, seed: int, model_dir, log=print) -> dict:
+                   n_train: int, invented: float, n_validation: int, eval_every: int, seed: int, model_dir,
+                   log=print) -> dict:
     """Train on both tasks; at every evaluation on validation, save the model if it is the best so far."""
     torch.manual_seed(seed)
     tok = qa.tokenizer()
-    train = [e for task in qa.TASKS for e in qa.make_examples(task, "train", n_train, seed)]
+    train = [e for task in qa.TASKS
+             for e in qa.make_examples(task, "train", n_train, seed, invented=invented)]
     validation = {task: qa.make_examples(task, "validation", n_validation, seed) for task in qa.TASKS}
     context = max(len(e.text) for split in (train, *validation.values()) for e in split) + 32
     model = GPT.from_config(vocab_size=tok.vocab_size, context_length=context, n_layer=n_layer, n_head=n_head,
@@ -46,7 +49,8 @@ def train_and_save(*, n_layer: int, d_model: int, n_head: int, steps: int, batch
     settings = {"n_layer": n_layer, "d_model": d_model, "n_head": n_head, "context_length": context,
                 "parameters": model.num_parameters(), "steps": steps, "batch_size": batch_size, "max_lr": lr,
                 "loss_on": loss_on, "compute": "bfloat16 autocast", "seed": seed,
-                "train_stories_per_task": n_train, "validation_stories_per_task": n_validation}
+                "train_stories_per_task": n_train, "invented": invented,
+                "validation_stories_per_task": n_validation}
     curve, best = [], {"score": -1.0, "step": 0}
     started = time.perf_counter()
 
@@ -134,17 +138,19 @@ def measure(model_dir, *, n_test: int) -> tuple[list, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(prog="python -m book.experiments.qa", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--loss-on", choices=("answer", "all"), default="answer")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--loss-on", choices=qa.LOSSES, default="all")
     parser.add_argument("--train-stories", type=int, default=20000, help="training stories per task")
+    parser.add_argument("--invented", type=float, default=1.0,
+                        help="the share of training stories told with made-up names, places and objects")
     parser.add_argument("--validation-stories", type=int, default=200, help="validation stories per task")
     parser.add_argument("--test-stories", type=int, default=1000, help="test stories per task")
-    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="the results file (default: the shipped one)")
@@ -158,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 < args.lr < 1:
         parser.error(f"--lr must be in (0, 1), got {args.lr}")
+    if not 0 <= args.invented <= 1:
+        parser.error(f"--invented must be in [0, 1], got {args.invented}")
     if args.d_model % args.heads:
         parser.error(f"--d-model ({args.d_model}) must be divisible by --heads ({args.heads})")
     torch.set_num_threads(args.threads)
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.evaluate_only:
         train_and_save(n_layer=args.layers, d_model=args.d_model, n_head=args.heads, steps=args.steps,
                        batch_size=args.batch_size, lr=args.lr, loss_on=args.loss_on, n_train=args.train_stories,
+                       invented=args.invented,
                        n_validation=args.validation_stories, eval_every=args.eval_every, seed=args.seed,
                        model_dir=args.model_dir, log=lambda line: print(line, flush=True))
     try:
