@@ -18,7 +18,30 @@ token embedding. So the export is a renaming of weights, with three details:
 
 The tokenizer is a ``tokenizers`` BPE model with one token per character and no merges, saved as
 a ``PreTrainedTokenizerFast``: the folder then loads with ``AutoTokenizer`` and
-``pipeline('text-generation', model=folder)``, offline, like any model on the Hub.
+``pipeline('text-generation', model=folder)``, offline, like any model on the Hub. A character
+outside the book's vocabulary is an error (``tokenizers`` raises ``Unk token `<a character outside
+the book's vocabulary>` not found in the vocabulary``), never dropped in silence: the model has no
+id for it. Check such text with the book's tokenizer, which names the characters.
+
+The context. The model has ``n_positions`` learned positions (the book's ``context_length``) and,
+unlike ``book.generate``, ``transformers`` does not slide a window over a longer text: position
+``n_positions`` does not exist, and a forward pass that reaches it fails inside the position
+embedding with ``IndexError: index out of range in self``. The export writes
+``max_length = n_positions`` into ``generation_config.json``, so a call that does not ask for a
+length stops at the context (and a prompt that fills it is a ``ValueError`` naming it), instead
+of the pipeline's default of 256 new tokens. An explicit ``max_new_tokens`` or ``max_length``
+takes precedence over that file (``transformers`` logs "Both `max_new_tokens` ... and
+`max_length` ... seem to have been set"), and ``transformers`` only warns when it goes past
+the context; so ask for at most ``n_positions`` tokens in all, or stop generation at the context
+and cut long prompts to their end, as ``book.generate`` reads them::
+
+    >>> generator = text_generation_pipeline(folder)   # stops at the context, cuts long prompts
+    >>> generator(prompt, max_new_tokens=1000)          # text up to n_positions tokens in all
+    >>> model.generate(ids[:, -(n - 1):], max_new_tokens=1000, stopping_criteria=stop_at_context(n))
+
+which is ``pipeline('text-generation', model=folder, stopping_criteria=stop_at_context(n),
+truncation=True, tokenizer_encode_kwargs={'max_length': n - 1})``; the exported tokenizer
+truncates on the left, keeping the end of the prompt, which is what the model continues.
 """
 from __future__ import annotations
 
@@ -126,7 +149,51 @@ def to_gpt2(model: GPT):
         raise ExportError(f"weights do not map onto GPT-2: missing {missing[:3]}, unexpected {unexpected[:3]}")
     hf_model.tie_weights()
     hf_model.generation_config.do_sample = False  # greedy unless asked, like book.generate --greedy
+    # Without a length of its own the pipeline asks for 256 new tokens, past a small context, and
+    # GPT-2 then fails with an IndexError in its position embedding: stop at the context instead.
+    hf_model.generation_config.max_length = model.config.context_length
     return hf_model.eval()
+
+
+# The unknown token of the exported tokenizer; deliberately not in the vocabulary, so that
+# ``tokenizers`` raises "Unk token `...` not found in the vocabulary" for a character outside it.
+UNKNOWN_CHARACTER = "<a character outside the book's vocabulary>"
+
+
+def stop_at_context(context_length: int):
+    """A ``transformers`` stopping criterion that ends generation at ``context_length`` tokens.
+
+    Pass it as ``stopping_criteria=`` to ``generate`` or to a text-generation pipeline: generation
+    then stops once the sequence fills the model's positions, however many new tokens were asked
+    for, instead of failing with an ``IndexError`` at position ``context_length``. The prompt
+    itself must be shorter than the context (cut it to ``ids[:, -(context_length - 1):]``).
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class ContextLimit(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            full = input_ids.shape[-1] >= context_length
+            return torch.full((input_ids.shape[0],), full, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([ContextLimit()])
+
+
+def text_generation_pipeline(folder, **kwargs):
+    """``transformers.pipeline('text-generation', model=folder)`` that stays within the context.
+
+    Generation stops at the model's ``n_positions`` tokens (prompt included) whatever length is
+    asked for, and a longer prompt is cut to its last ``n_positions - 1`` tokens, as
+    ``book.generate`` reads only the end of a long text; so at least one token is generated.
+    ``kwargs`` go to ``transformers.pipeline``; a ``stopping_criteria`` passed there is kept.
+    """
+    from transformers import AutoConfig, pipeline
+
+    context = AutoConfig.from_pretrained(str(folder)).n_positions
+    if context < 2:
+        raise ExportError(f"a context of {context} position leaves no room to generate")
+    options = {"truncation": True, "tokenizer_encode_kwargs": {"max_length": context - 1}, **kwargs}
+    options["stopping_criteria"] = [*kwargs.get("stopping_criteria", []), *stop_at_context(context)]
+    return pipeline("text-generation", model=str(folder), **options)
 
 
 def fast_tokenizer(tokenizer: CharTokenizer | BPETokenizer, context_length: int | None = None):
@@ -136,23 +203,32 @@ def fast_tokenizer(tokenizer: CharTokenizer | BPETokenizer, context_length: int 
     characters; with no pre-tokenizer the whole text is one "word", so spaces and newlines are
     ordinary tokens. A BPE tokenizer keeps its merges, in the order learned, and its pre-tokens
     (the same regular expression splits the text first). The ``Fuse`` decoder joins tokens with
-    nothing in between. Characters outside the vocabulary are dropped by ``tokenizers`` (there is
-    no unknown token): check text with the book's tokenizer first.
+    nothing in between. A character outside the vocabulary is an error: the BPE model's unknown
+    token, :data:`UNKNOWN_CHARACTER`, is not in the vocabulary, so ``tokenizers`` raises rather
+    than drop the character in silence (which it does when there is no unknown token at all).
+    The model has no id to give it, so an unknown token that encoded would only move the error
+    into the embedding. Prompts longer than ``context_length`` are truncated on the left when
+    truncation is asked for, keeping the end that the model continues.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     if isinstance(tokenizer, CharTokenizer):
-        core = Tokenizer(models.BPE(vocab=dict(tokenizer.char_to_id), merges=[]))
+        vocab, merges = dict(tokenizer.char_to_id), []
     elif isinstance(tokenizer, BPETokenizer):
-        core = Tokenizer(models.BPE(vocab=dict(tokenizer.vocab), merges=[tuple(pair) for pair in tokenizer.merges]))
-        core.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKEN_PATTERN), behavior="isolated")
+        vocab, merges = dict(tokenizer.vocab), [tuple(pair) for pair in tokenizer.merges]
     else:
         raise ExportError(f"cannot export a {type(tokenizer).__name__}; the book's tokenizers are CharTokenizer "
                           f"and BPETokenizer")
+    if UNKNOWN_CHARACTER in vocab:
+        raise ExportError(f"the vocabulary holds the token {UNKNOWN_CHARACTER!r}, which the export needs "
+                          f"outside it to refuse unknown characters")
+    core = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNKNOWN_CHARACTER))
+    if isinstance(tokenizer, BPETokenizer):
+        core.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKEN_PATTERN), behavior="isolated")
     core.decoder = decoders.Fuse()
     limits = {} if context_length is None else {"model_max_length": context_length}
-    return PreTrainedTokenizerFast(tokenizer_object=core, clean_up_tokenization_spaces=False,
+    return PreTrainedTokenizerFast(tokenizer_object=core, clean_up_tokenization_spaces=False, truncation_side="left",
                                    model_input_names=["input_ids", "attention_mask"], **limits)
 
 

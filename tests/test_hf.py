@@ -10,7 +10,8 @@ import torch
 
 from book.applications import SHIPPED_CHECKPOINT
 from book.checkpoint import save_checkpoint
-from book.hf import ExportError, export, fast_tokenizer, to_gpt2
+from book.generate import complete
+from book.hf import ExportError, export, fast_tokenizer, stop_at_context, text_generation_pipeline, to_gpt2
 from book.model import GPT, GPTConfig
 from book.tokenize import CharTokenizer
 
@@ -57,6 +58,23 @@ def test_tokenizer_round_trip_and_ids():
     assert fast.model_max_length == 32
 
 
+def test_unknown_characters_are_an_error_not_dropped():
+    chars = CharTokenizer("\n !,.:ABCabc")
+    fast = fast_tokenizer(chars, 32)
+    for text in ["Abc\u00e9 cab", "\u20ac", "cab\u00e9"]:  # é and €, outside the vocabulary
+        with pytest.raises(Exception, match="not found in the vocabulary"):
+            fast(text)
+        with pytest.raises(Exception, match="not found in the vocabulary"):
+            fast.encode(text)
+    assert fast.decode(fast("Abc cab").input_ids) == "Abc cab"  # known text is unaffected
+
+
+def test_truncation_keeps_the_end_of_a_long_prompt():
+    chars = CharTokenizer("abcde")
+    fast = fast_tokenizer(chars, 4)
+    assert fast("abcdeab", truncation=True).input_ids == chars.encode("deab")
+
+
 def test_exported_folder_loads_offline_and_matches(exported):
     from book.checkpoint import load_checkpoint
 
@@ -72,6 +90,11 @@ def test_exported_folder_loads_offline_and_matches(exported):
     assert ids[0].tolist() == ours.tokenizer.encode(text)
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, ours.model(ids)[0])
+
+
+def test_exported_generation_config_stops_at_the_context(exported):
+    config = transformers.GenerationConfig.from_pretrained(exported)
+    assert config.max_length == 128 and config.do_sample is False  # the shipped model's context
 
 
 def test_greedy_generate_equals_book_generate(exported):
@@ -182,3 +205,78 @@ def test_unknown_tokenizer_types_are_refused():
     for description in ({"type": "morse"}, {"vocabulary": "abc"}, ["char"]):
         with pytest.raises(ValueError, match="unknown tokenizer type"):
             tokenizer_from_dict(description)
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    """A random 8-position character model, exported: prompts reach its context quickly."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=6, context_length=8, n_layer=1, n_head=2, d_model=16)).eval()
+    tokenizer = CharTokenizer("abcde ")
+    folder = tmp_path_factory.mktemp("hf-small")
+    save_checkpoint(folder / "ck", model, tokenizer)
+    export(folder / "ck", folder / "hf")
+    return model, tokenizer, folder / "hf"
+
+
+def test_the_plain_pipeline_stops_at_the_context_by_default(small_export):
+    model, tokenizer, folder = small_export
+    generator = transformers.pipeline("text-generation", model=str(folder))
+    # Without the exported max_length the pipeline would ask for 256 new tokens: an IndexError.
+    text = generator("abc")[0]["generated_text"]
+    assert len(text) == 8 and text.startswith("abc")
+    assert text == complete(model, tokenizer, "abc", max_length=8, do_sample=False)
+    sampled = generator("abc", do_sample=True)[0]["generated_text"]
+    assert len(sampled) == 8
+    with pytest.raises(ValueError, match="`max_length` is set to 8"):  # a prompt that fills the context
+        generator("abcdeabcde")
+
+
+@pytest.mark.parametrize("options", [{"max_new_tokens": 30}, {"max_length": 30}, {}, {"do_sample": True}])
+def test_the_helper_pipeline_generates_up_to_the_context(small_export, options):
+    model, tokenizer, folder = small_export
+    generator = text_generation_pipeline(folder)
+    text = generator("abc", **options)[0]["generated_text"]
+    assert text.startswith("abc") and len(text) == 8  # 30 asked, the context allows 8
+    if not options.get("do_sample"):
+        assert text == complete(model, tokenizer, "abc", max_length=8, do_sample=False)
+
+
+def test_the_helper_pipeline_leaves_requests_within_the_context_alone(small_export):
+    model, tokenizer, folder = small_export
+    text = text_generation_pipeline(folder)("ab", max_new_tokens=3)[0]["generated_text"]
+    assert text == complete(model, tokenizer, "ab", max_new_tokens=3, do_sample=False)
+
+
+def test_the_helper_pipeline_continues_the_end_of_a_long_prompt(small_export):
+    model, tokenizer, folder = small_export
+    prompt = "abcde abcde ab"  # 14 characters, context 8
+    text = text_generation_pipeline(folder)(prompt, max_new_tokens=5)[0]["generated_text"]
+    assert text.startswith(prompt) and len(text) == len(prompt) + 1  # the prompt's last 7, plus one
+    assert text[-1] == complete(model, tokenizer, prompt[-7:], max_new_tokens=1, do_sample=False)[-1]
+
+
+def test_the_helper_pipeline_refuses_unknown_characters(small_export):
+    generator = text_generation_pipeline(small_export[2])
+    with pytest.raises(Exception, match="not found in the vocabulary"):
+        generator("ab\u00e9c", max_new_tokens=2)
+
+
+def test_stop_at_context_with_generate(small_export):
+    model, tokenizer, folder = small_export
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(folder)
+    ids = torch.tensor([tokenizer.encode("abcd")])
+    output = hf_model.generate(ids, max_new_tokens=50, do_sample=False, stopping_criteria=stop_at_context(8))
+    assert output.shape == (1, 8)
+    assert tokenizer.decode(output[0].tolist()) == complete(model, tokenizer, "abcd", max_length=8, do_sample=False)
+
+
+def test_a_bpe_export_refuses_unknown_characters(tmp_path):
+    from book.tokenize import BPETokenizer
+
+    tokenizer = BPETokenizer.train("to be or not to be, that is the question\n" * 4, 10)
+    fast = fast_tokenizer(tokenizer, 16)
+    assert fast("not to be").input_ids == tokenizer.encode("not to be")
+    for text in ["to b\u00e9", "\u20ac to be", "Be"]:  # é, € and a capital B are not in its alphabet
+        with pytest.raises(Exception, match="not found in the vocabulary"):
+            fast(text)
