@@ -167,3 +167,103 @@ def test_demo_classifies_passages_of_the_shipped_heads_test_plays():
     assert all(0 <= row["p_tragedy"] <= 1 for row in rows)
     with pytest.raises(g.GenreError, match="n_per_genre"):
         g.demo(0)
+
+
+def tiny_gpt():
+    from book.model import GPT
+    from book.tokenize import CharTokenizer
+
+    torch.manual_seed(0)
+    return GPT.from_config(vocab_size=3, context_length=8, n_layer=1, n_head=2, d_model=16), CharTokenizer("ab ")
+
+
+def test_fine_tuning_learns_a_separable_task_and_keeps_the_best_validation_checkpoint():
+    model, tokenizer = tiny_gpt()
+    texts = ["aaaa aaaa aaaaaa", "aa aaaa aaaa aaa", "bbbb bbbb bbbbbb", "bb bbbb bbbb bbb"]
+    labels = ["comedy", "comedy", "tragedy", "tragedy"]
+    ids = g.encode_passages(tokenizer, texts, 8)
+    classifier = g.GenreClassifier(model)
+    assert torch.equal(g.passage_logits(classifier, ids), torch.zeros(4))  # the head starts at zero
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([0.5, 0.9, 0.7, 0.9])
+    kept = {}
+
+    def validate(c):
+        point = {"score": next(scores)}
+        kept[point["score"]] = kept.get(point["score"]) or {k: v.clone() for k, v in c.state_dict().items()}
+        return point
+
+    history = g.fine_tune(classifier, ids, labels, epochs=2, lr=3e-2, batch_size=2, evals_per_epoch=2,
+                          validate=validate, warmup=0.1)
+    assert [point["epoch"] for point in history] == [0.5, 1.0, 1.5, 2.0]
+    assert history[0]["train_lm_loss"] > 0
+    # the whole model trained, and the first of the two best checkpoints is the one left
+    assert not torch.equal(before["blocks.0.mlp.fc.weight"], model.state_dict()["blocks.0.mlp.fc.weight"])
+    assert all(torch.equal(v, kept[0.9][k]) for k, v in classifier.state_dict().items())
+    g.fine_tune(classifier, ids, labels, epochs=10, lr=3e-2, batch_size=2, lm_weight=0)
+    assert g.logit_predictions(g.passage_logits(classifier, ids)) == labels
+    with pytest.raises(g.GenreError, match="both genres"):
+        g.fine_tune(classifier, ids, ["comedy"] * 4)
+    with pytest.raises(g.GenreError, match="pooling"):
+        g.GenreClassifier(model, "max")
+
+
+def test_the_experiments_fine_tuning_folds_run_on_a_tiny_model(tmp_path):
+    from book.experiments.genre import finetune_folds
+
+    model, tokenizer = tiny_gpt()
+    plays = [f"p{k}" for k in range(16) for _ in range(2)]
+    labels = ["comedy" if int(play[1:]) < 8 else "tragedy" for play in plays]
+    texts = [("aa ab aa" if label == "comedy" else "bb ba bb") * 2 for label in labels]
+    folds = g.play_folds(dict(zip(plays, labels)), 2)
+    settings = {"lr": 1e-2, "epochs": 1, "evals_per_epoch": 2, "batch_size": 4, "lm_weight": 0.5,
+                "weight_decay": 0.01, "warmup": 0.05, "pooling": "last"}
+    cache = tmp_path / "ft.json"
+    out = finetune_folds(model, tokenizer, texts, labels, plays, folds, settings=settings, cache=str(cache),
+                         log=lambda _: None)
+    assert len(out["logits"]) == len(texts) and None not in out["logits"]
+    for record in out["folds"]:
+        assert not set(record["validation_plays"]) & set(record["test_plays"])
+        assert not set(record["fine_tuned_on_plays"]) & (set(record["test_plays"]) | set(record["validation_plays"]))
+        assert record["chosen_epoch"] in [point["epoch"] for point in record["curve"]]
+    # a second run reads the finished folds back instead of training again
+    messages = []
+    again = finetune_folds(model, tokenizer, texts, labels, plays, folds, settings=settings, cache=str(cache),
+                           log=messages.append)
+    assert messages == [] and again == out
+
+
+def test_fine_tuned_rows_agree_with_the_recorded_passage_outcomes():
+    results = g.genre_results()
+    if "passage_outcomes" not in results:
+        pytest.skip("the results file has no fine-tuned rows")
+    outcomes = results["passage_outcomes"]
+    plays, labels = outcomes["play"], outcomes["label"]
+    logits = np.array(outcomes["gpt-ft logit"])
+    assert outcomes["gpt-ft"] == [int((z > 0) == (y == "tragedy")) for z, y in zip(logits, labels)]
+    predictions = {name: [y if ok else g.LABELS[1 - g.LABELS.index(y)] for ok, y in zip(outcomes[name], labels)]
+                   for name in ("gpt-ft", "nb")}
+    rows = {(row["task"], row["method"]): row for row in results["results"]}
+    method = results["finetuned"]["method"]
+    tail = [i for i, t in enumerate(outcomes["heldout_tail"]) if t]
+    from book.experiments.genre import TASK
+
+    for task, idx in ((TASK, range(len(labels))), (next(t for t, _ in rows if "last 10%" in t), tail)):
+        for name, row_method in (("gpt-ft", method), ("nb", "word-count Naive Bayes")):
+            row = rows[(task, row_method)]
+            value = g.balanced_accuracy([labels[i] for i in idx], [predictions[name][i] for i in idx])
+            assert np.isclose(row["value"], value) and row["n"] == len(idx)
+            interval = g.bootstrap_by_play([plays[i] for i in idx], [labels[i] for i in idx],
+                                           [outcomes[name][i] for i in idx], seed=results["seed"])
+            assert np.allclose(row["ci95"], interval, atol=1e-5)
+    difference = results["gpt_finetuned_minus_naive_bayes"]
+    value = g.balanced_accuracy(labels, predictions["gpt-ft"]) - g.balanced_accuracy(labels, predictions["nb"])
+    assert np.isclose(difference["value"], value, atol=1e-4)
+    interval = g.bootstrap_by_play(plays, labels, outcomes["gpt-ft"], other=outcomes["nb"], seed=results["seed"])
+    assert np.allclose(difference["ci95"], interval, atol=1e-4)
+    # each passage's logit came from the fold that held its play out
+    for record in results["finetuned"]["folds"]:
+        idx = [i for i, play in enumerate(plays) if play in record["test_plays"]]
+        assert np.allclose(logits[idx], record["test_logits"])
+        assert not set(record["validation_plays"]) & set(record["test_plays"])
+        assert record["validation_balanced_accuracy"] == max(point["score"] for point in record["curve"])

@@ -18,7 +18,11 @@ passage of a test play is classified by models that never saw a labelled passage
 * combined: the GPT's features (the pooling chosen for it) plus Naive Bayes' log-odds as one more
   feature, in one linear head; the log-odds of the head's training passages come from Naive Bayes
   models that never saw their play (:func:`cross_fitted_log_odds`), and the weight decay is chosen
-  on validation plays.
+  on validation plays;
+* with ``--finetune``, the same GPT fine-tuned whole with a linear head (:class:`GenreClassifier`,
+  :func:`fine_tune`), GPT-1's recipe proper: every 256-character window of a training passage
+  carries the passage's label, a passage's logit is the mean of its windows', and the stopping
+  point is chosen on validation plays held out of each fold's training plays.
 
 The metric is balanced accuracy (the mean of the two classes' recalls), with a 95% interval from a
 bootstrap over plays (plays resampled within each genre, all of a play's passages together), since
@@ -27,7 +31,8 @@ passages of one play are not independent. The results are written by
     python -m book.experiments.genre
 
 (the larger model reads the 6,000 windows of 256 characters in about 210 s on one busy CPU core;
-add ``--cache FILE`` to keep the features and rerun the rest alone, about three minutes) to
+add ``--cache FILE`` to keep the features and rerun the rest alone, about three minutes; add
+``--finetune`` for the fine-tuned GPT, about ten minutes a fold on one CPU core) to
 ``checkpoints/applications/results/sentiment.json``; the classifier of the first fold is shipped in
 ``checkpoints/applications/genre-model/`` for the demo.
 """
@@ -429,6 +434,143 @@ def fit_head(features: torch.Tensor, labels: list[str], weight_decay: float, *, 
     return LinearHead(mean, scale, weight.detach(), bias.detach())
 
 
+# --- the GPT fine-tuned as a classifier (GPT-1's recipe) ------------------------------------------
+
+class GenreClassifier(torch.nn.Module):
+    """A GPT with a linear head on its final hidden states, trained whole (Radford et al. 2018).
+
+    A window's tragedy logit is ``head(pool(ln_f(states)))``: the final states (after the last
+    layer norm) averaged over the window's positions (``"mean"``) or the last position's
+    (``"last"``, GPT-1's choice). The language-model logits come out too, for the auxiliary loss.
+    The head starts at zero, so every window starts at p(tragedy) = 0.5.
+    """
+
+    def __init__(self, model, pooling: str = "mean"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise GenreError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        self.gpt = model
+        self.pooling = pooling
+        self.head = torch.nn.Linear(model.config.d_model, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, *, language_model: bool = False):
+        """Tragedy logits of windows ``ids`` (batch, window): (batch,), and the next-character logits
+        (batch, window, vocabulary) when ``language_model``, else None."""
+        gpt = self.gpt
+        gpt.check_input(ids)
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = gpt.drop(gpt.token_embedding(ids) + gpt.position_embedding(positions))
+        for block in gpt.blocks:
+            x = block(x)
+        states = gpt.ln_f(x)
+        pooled = states.mean(1) if self.pooling == "mean" else states[:, -1]
+        return self.head(pooled).squeeze(-1), (gpt.lm_head(states) if language_model else None)
+
+
+@torch.no_grad()
+def passage_logits(classifier: GenreClassifier, ids: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
+    """Each passage's tragedy logit, the mean of its windows' logits; ``ids`` is (passages, windows, window)."""
+    n, windows, length = ids.shape
+    flat = ids.reshape(-1, length)
+    was_training = classifier.training
+    classifier.eval()
+    out = []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(flat), batch_size):
+            out.append(classifier(flat[start:start + batch_size])[0].float())
+    classifier.train(was_training)
+    return torch.cat(out).view(n, windows).mean(1)
+
+
+def logit_predictions(logits) -> list[str]:
+    return [LABELS[int(z > 0)] for z in logits]
+
+
+def fine_tune(classifier: GenreClassifier, ids: torch.Tensor, labels: list[str], *, epochs: int = 3,
+              lr: float = 1e-4, batch_size: int = 16, lm_weight: float = 0.5, weight_decay: float = 0.01,
+              warmup: float = 0.05, evals_per_epoch: int = 1, validate=None, seed: int = 0,
+              log=None) -> list[dict]:
+    """Train the whole ``classifier`` on the windows of passages ``ids`` (passages, windows, window).
+
+    Every window carries its passage's label. The loss is the class-balanced logistic loss of the
+    window's logit plus ``lm_weight`` times the next-character cross-entropy (GPT-1's auxiliary
+    language-model loss; 0 turns it off). AdamW, the learning rate rising linearly over the first
+    ``warmup`` share of the steps and falling linearly to zero at the end of ``epochs``; gradients
+    clipped to norm 1; matrix products in bfloat16 (autocast) on the CPU.
+
+    ``validate(classifier)`` (called ``evals_per_epoch`` times an epoch) returns a dict with a
+    ``"score"`` (higher is better); the classifier is left with the weights of the first
+    evaluation that scored best (early stopping). Returns one dict per evaluation: epoch, step,
+    the mean training losses since the last one, and what ``validate`` returned.
+    """
+    if epochs < 1 or evals_per_epoch < 1 or not lr > 0:
+        raise GenreError(f"need epochs >= 1, evals_per_epoch >= 1 and lr > 0; got {epochs}, "
+                         f"{evals_per_epoch}, {lr}")
+    y = torch.tensor([LABELS.index(label) for label in labels], dtype=torch.float32)
+    if len(set(y.tolist())) < 2 or len(y) != len(ids):
+        raise GenreError("fine-tuning needs one label a passage, and passages of both genres")
+    n, windows, length = ids.shape
+    flat = ids.reshape(-1, length)
+    window_y = y.repeat_interleave(windows)
+    balance = torch.where(window_y == 1, 0.5 / window_y.mean(), 0.5 / (1 - window_y.mean()))
+    steps_per_epoch = -(-len(flat) // batch_size)
+    total = epochs * steps_per_epoch
+    warmup_steps = max(1, round(warmup * total))
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup_steps, max(0.0, (total - step) / (total - warmup_steps))))
+    eval_every = max(1, steps_per_epoch // evals_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    history, best, best_state = [], None, None
+    sums = {"classification": 0.0, "language_model": 0.0, "steps": 0}
+    classifier.train()
+    step = 0
+    for epoch in range(epochs):
+        order = torch.randperm(len(flat), generator=generator)
+        for k in range(steps_per_epoch):
+            batch = order[k * batch_size:(k + 1) * batch_size]
+            x = flat[batch]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits, lm_logits = classifier(x, language_model=lm_weight > 0)
+            logits = logits.float()
+            loss = (balance[batch] * torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, window_y[batch], reduction="none")).mean()
+            sums["classification"] += float(loss.detach())
+            if lm_weight > 0:
+                lm_loss = torch.nn.functional.cross_entropy(lm_logits[:, :-1].float().reshape(-1, lm_logits.shape[-1]),
+                                                            x[:, 1:].reshape(-1))
+                sums["language_model"] += float(lm_loss.detach())
+                loss = loss + lm_weight * lm_loss
+            sums["steps"] += 1
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            # evals_per_epoch evaluations an epoch, the last at its end
+            if k == steps_per_epoch - 1 or ((k + 1) % eval_every == 0 and (k + 1) // eval_every < evals_per_epoch):
+                point = {"epoch": round(epoch + (k + 1) / steps_per_epoch, 3), "step": step,
+                         "train_classification_loss": round(sums["classification"] / sums["steps"], 4),
+                         "train_lm_loss": round(sums["language_model"] / sums["steps"], 4) if lm_weight > 0
+                         else None}
+                sums = {"classification": 0.0, "language_model": 0.0, "steps": 0}
+                if validate is not None:
+                    point.update(validate(classifier))
+                    classifier.train()
+                    if best is None or point["score"] > best:
+                        best = point["score"]
+                        best_state = {key: value.detach().clone() for key, value in classifier.state_dict().items()}
+                history.append(point)
+                if log:
+                    log(point)
+    if best_state is not None:
+        classifier.load_state_dict(best_state)
+    return history
+
+
 # --- the shipped classifier and what the chapter shows ----------------------------------------------
 
 def save_head(head: LinearHead, pooling: str, metadata: dict, directory=MODEL_DIR) -> pathlib.Path:
@@ -523,6 +665,7 @@ def fraction_masked(texts: list[str]) -> float:
 __all__ = ["FOLIO_GENRES", "EXCLUDED", "LABELS", "Passage", "labelled_plays", "proper_names", "clean_speech",
            "genre_passages", "play_folds", "balanced_accuracy", "bootstrap_by_play", "NaiveBayes",
            "gpt_features", "feature_sets", "pooled", "word_counts", "naive_bayes_log_odds",
-           "cross_fitted_log_odds", "LinearHead", "fit_head", "save_head", "load_head", "genre_table",
+           "cross_fitted_log_odds", "LinearHead", "fit_head", "GenreClassifier", "passage_logits",
+           "logit_predictions", "fine_tune", "save_head", "load_head", "genre_table",
            "genre_words",
            "demo"]
