@@ -1,4 +1,6 @@
 """The bAbI-style question answering of Chapter 7: the generator's rules, the held-out pools, scoring, the results."""
+import re
+
 import pytest
 import torch
 
@@ -202,6 +204,51 @@ def test_invented_stories_are_training_stories_with_made_up_words():
         qa.make_examples(qa.TASKS[0], "train", 3, 0, invented=1.5)
 
 
+def test_entities_are_lettered_in_order_of_first_mention():
+    prompt = "Mary went to the kitchen. John picked up the milk. Mary moved to the hall. Where is Mary?"
+    coded, words = qa.code_entities(prompt)
+    assert coded == "A went to the B. C picked up the D. A moved to the E. Where is A?"
+    assert words == {"A": "Mary", "B": "kitchen", "C": "John", "D": "milk", "E": "hall"}
+    example = qa.coded_example(qa.Example(qa.TASKS[0], prompt, "hall"))
+    assert (example.prompt, example.answer) == (coded, "E")
+    with pytest.raises(qa.QAError, match="not in the story"):
+        qa.coded_example(qa.Example(qa.TASKS[0], prompt, "garden"))
+    with pytest.raises(qa.QAError, match="more than"):
+        qa.code_entities(" ".join(f"P{chr(97 + i)} went to the x{chr(97 + i)}." for i in range(12)) + " Where is Pa?")
+
+
+@pytest.mark.parametrize("task", qa.TASKS)
+def test_lettering_loses_nothing(task):
+    for example in qa.make_examples(task, "test", 200, seed=5):
+        coded, words = qa.code_entities(example.prompt)
+        spelt = re.sub(r"\b[A-V]\b", lambda m: words[m.group(0)], coded)
+        assert spelt == example.prompt and len(set(words.values())) == len(words)
+        assert words[qa.coded_example(example).answer] == example.answer
+
+
+def test_a_lettered_reply_is_turned_back_into_the_storys_word():
+    class Scripted(torch.nn.Module):  # always writes "B" then a line break
+        def __init__(self, tok):
+            super().__init__()
+            self.tok = tok
+            self.config = type("Config", (), {"context_length": 512})()
+
+        def new_cache(self, batch):
+            return {"n": 0, "batch": batch}
+
+        def forward(self, x, cache=None):
+            cache["n"] += 1
+            logits = torch.zeros(x.shape[0], x.shape[1], self.tok.vocab_size)
+            logits[:, -1, self.tok.char_to_id["B" if cache["n"] == 1 else "\n"]] = 1.0
+            return logits, None
+
+    tok = qa.tokenizer()
+    prompts = ["Ada went to the mill. Where is Ada?", "Bo went to the barn. Cy went to the pier. Where is Cy?"]
+    assert qa.model_answers(Scripted(tok), tok, prompts, "coded") == ["mill", "barn"]
+    with pytest.raises(qa.QAError, match="entities"):
+        qa.model_answers(Scripted(tok), tok, prompts, "letters")
+
+
 def test_a_few_training_steps_lower_the_answer_loss():
     tok = qa.tokenizer()
     torch.manual_seed(0)
@@ -220,7 +267,8 @@ def test_the_command_refuses_bad_settings(capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-shipped = pytest.mark.skipif(not results_path("qa").exists() or not (qa.MODEL_DIR / "checkpoint.json").exists(),
+shipped = pytest.mark.skipif(not results_path("qa").exists()
+                             or not (qa.CODED_MODEL_DIR / "checkpoint.json").exists(),
                              reason="the question-answering results are not written yet")
 
 
@@ -229,11 +277,12 @@ def test_the_results_file_agrees_with_its_outcomes():
     payload = read_results("qa")
     rows = {(r["task"], r["method"]): r for r in payload["results"]}
     for task in qa.TASKS:
-        outcomes = payload["test_outcomes"][task]
-        row = rows[(task, "GPT trained from scratch")]
-        assert row["n"] == len(outcomes) >= 500
-        assert row["value"] == pytest.approx(sum(outcomes) / len(outcomes), abs=1e-6)
-        assert row["ci95"] == pytest.approx(list(wilson_interval(sum(outcomes), len(outcomes))), abs=1e-6)
+        for method in ("GPT trained from scratch, entities lettered", "GPT trained from scratch, reading the words"):
+            outcomes = payload["test_outcomes"][f"{task}: {method}"]
+            row = rows[(task, method)]
+            assert row["n"] == len(outcomes) >= 500
+            assert row["value"] == pytest.approx(sum(outcomes) / len(outcomes), abs=1e-6)
+            assert row["ci95"] == pytest.approx(list(wilson_interval(sum(outcomes), len(outcomes))), abs=1e-6)
         # the baselines are re-computed here from the same test stories
         test = qa.make_examples(task, "test", row["n"], payload["settings"]["seed"])
         last = rows[(task, "last place mentioned")]
@@ -247,12 +296,13 @@ def test_the_results_file_agrees_with_its_outcomes():
 @shipped
 def test_the_shipped_model_answers_as_recorded():
     payload = read_results("qa")
-    model, tok = qa.load_model()
+    model, tok, entities = qa.load_model()
+    assert entities == payload["settings"]["entities"] == "coded"
     assert model.num_parameters() == payload["settings"]["parameters"]
     assert sum(p.numel() * 2 for p in model.parameters()) < 3_000_000
     for task in qa.TASKS:
         recorded = payload["examples"][task][:3]
-        predictions = qa.answer_questions(model, tok, [r["prompt"] for r in recorded])
+        predictions = qa.model_answers(model, tok, [r["prompt"] for r in recorded], entities)
         assert predictions == [r["model"] for r in recorded]
     table = qa.demo(n=2)
     assert len(table) == 4 and all(set(row) >= {"answer", "model", "correct"} for row in table)
@@ -269,7 +319,7 @@ def test_the_command_trains_saves_the_best_validation_step_and_measures(tmp_path
     payload = read_results("qa", out)
     assert [p["step"] for p in payload["validation_curve"]] == [1, 2] and payload["best_step"] in (1, 2)
     assert payload["training_finished"] and payload["oracle_rule"] == {task: 1.0 for task in qa.TASKS}
-    assert {r["n"] for r in payload["results"]} == {3}
+    assert {r["n"] for r in payload["results"]} == {3} and payload["settings"]["entities"] == "coded"
     assert main(["--evaluate-only", "--test-stories", "3", "--out", str(out), "--model-dir", str(model_dir)]) == 0
     assert read_results("qa", out)["test_outcomes"] == payload["test_outcomes"]
     assert main(["--evaluate-only", "--out", str(out), "--model-dir", str(tmp_path / "none")]) == 2

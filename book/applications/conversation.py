@@ -77,42 +77,53 @@ def speech_opening(text: str, limit: int = REPLY_CHARS) -> str:
     return text[:space] if space > 0 else text[:limit]
 
 
+DISTRACTORS = ("other plays", "same play")  # where a question's three wrong replies come from
+
+
 def selection_questions(split: str = "test", *, corpus: Corpus | None = None, n_candidates: int = 4,
                         context_chars: int = 400, reply_chars: int = REPLY_CHARS, seed: int = 0,
-                        limit: int | None = None) -> list[SelectionQuestion]:
+                        distractors: str = "same play", limit: int | None = None) -> list[SelectionQuestion]:
     """Next-speech questions from the held-out tails of the plays of ``split`` ("validation" or "test").
 
     Every speech of a play's held-out tail that follows another speech is the answer of one
-    question; its distractors are ``n_candidates - 1`` other speeches of the same tail, drawn at
-    random (with ``seed``) from those that are neither the answer nor the speech before it, and
-    whose openings differ from the answer's. Plays whose number in corpus order is a multiple of
-    :data:`VALIDATION_EVERY` give the validation questions, the others the test questions.
+    question. Its ``n_candidates - 1`` distractors are drawn at random (with ``seed``) from the
+    held-out speeches of the *same play* (neither the answer nor the speech before it, openings
+    differing from the answer's), or of the split's *other plays*, as next-utterance benchmarks
+    draw theirs from the rest of the corpus (Lowe et al. 2015). Plays whose number in corpus
+    order is a multiple of :data:`VALIDATION_EVERY` give the validation questions, the others
+    the test questions.
     """
     if split not in ("validation", "test"):
         raise TaskError(f"split must be 'validation' or 'test', got {split!r}")
     if n_candidates < 2:
         raise TaskError(f"a question needs at least 2 candidates, got {n_candidates}")
+    if distractors not in DISTRACTORS:
+        raise TaskError(f"distractors must be one of {', '.join(map(repr, DISTRACTORS))}, got {distractors!r}")
     corpus = corpus if corpus is not None else load_corpus()
     rng = random.Random(seed)
-    questions = []
+    plays = {}
     for number, work in enumerate(corpus.plays()):
         if (number % VALIDATION_EVERY == 0) != (split == "validation"):
             continue
         speeches = heldout_part(work).speeches()
-        if len(speeches) < MIN_SPEECHES_PER_PLAY:
-            continue
-        openings = [speech_opening(s.text, reply_chars) for s in speeches]
+        if len(speeches) >= MIN_SPEECHES_PER_PLAY:
+            plays[work.name] = (speeches, [speech_opening(s.text, reply_chars) for s in speeches])
+    questions = []
+    for name, (speeches, openings) in plays.items():
+        elsewhere = [o for other, (_, others) in plays.items() if other != name for o in others]
         for i in range(1, len(speeches)):
-            pool = [j for j in range(len(speeches)) if j not in (i - 1, i) and openings[j] != openings[i]]
+            if distractors == "same play":
+                pool = [openings[j] for j in range(len(speeches)) if j not in (i - 1, i) and openings[j] != openings[i]]
+            else:
+                pool = [o for o in elsewhere if o != openings[i]]
             if len(pool) < n_candidates - 1:
                 continue
             others = rng.sample(pool, n_candidates - 1)
             answer = rng.randrange(n_candidates)
-            order = others[:answer] + [i] + others[answer:]
+            candidates = others[:answer] + [openings[i]] + others[answer:]
             before = "".join(f"{s.speaker}.\n{s.text}\n\n" for s in speeches[max(0, i - 8):i])
             context = before[-context_chars:] + f"{speeches[i].speaker}.\n"
-            questions.append(SelectionQuestion(work.name, context, speeches[i].speaker,
-                                               tuple(openings[j] for j in order), answer))
+            questions.append(SelectionQuestion(name, context, speeches[i].speaker, tuple(candidates), answer))
     if limit is not None:
         questions = questions[:limit]
     if not questions:

@@ -76,7 +76,8 @@ VOCABULARY = " .?\n" + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXY
 TASKS = ("one supporting fact", "two supporting facts")
 LOSSES = ("answer", "all", "all+answer")  # what the training loss is on (see train_model)
 SPLITS = ("train", "validation", "test")
-MODEL_DIR = CHECKPOINTS / "applications" / "qa-model"
+MODEL_DIR = CHECKPOINTS / "applications" / "qa-model"  # the model that reads the stories' words
+CODED_MODEL_DIR = CHECKPOINTS / "applications" / "qa-coded-model"  # the one that reads them lettered
 
 MOVES = ("moved", "went", "journeyed", "travelled", "went back")
 TAKES = ("picked up", "got", "grabbed", "took")
@@ -323,6 +324,54 @@ def exact_match(predictions: list[str], answers: list[str]) -> list[bool]:
     return [p is not None and p.strip() == a for p, a in zip(predictions, answers)]
 
 
+ENTITIES = ("words", "coded")  # how the model reads the story's names, places and objects
+ENTITY_CODES = "ABCDEFGHIJKLMNOPQRSTUV"  # one capital letter per entity; "W" is left out, it opens "Where"
+
+
+def code_entities(prompt: str) -> tuple[str, dict[str, str]]:
+    """The prompt with each name, place and object replaced by a capital letter, and the letters' words.
+
+    Every word outside the grammar's fixed words is an entity; the entities are lettered A, B,
+    C, ... in the order they first occur, so ``"Mary went to the kitchen. Where is Mary?"`` becomes
+    ``"A went to the B. Where is A?"`` with ``{"A": "Mary", "B": "kitchen"}``. This is the
+    anonymisation Hermann et al. (2015) gave their reading-comprehension corpus: the model must
+    answer from the story, since a letter means nothing outside it, and a name never read before
+    is no harder than any other.
+    """
+    coded, letters = [], {}
+    for token in prompt.split(" "):
+        word, end = re.fullmatch(r"([^.?]*)([.?]?)", token).groups()
+        if word and word not in _FIXED:
+            if word not in letters:
+                if len(letters) == len(ENTITY_CODES):
+                    raise QAError(f"a story with more than {len(ENTITY_CODES)} names, places and objects")
+                letters[word] = ENTITY_CODES[len(letters)]
+            word = letters[word]
+        coded.append(word + end)
+    return " ".join(coded), {letter: word for word, letter in letters.items()}
+
+
+def coded_example(example: Example) -> Example:
+    """``example`` with its entities lettered (:func:`code_entities`), the answer too."""
+    prompt, words = code_entities(example.prompt)
+    letter = {word: letter for letter, word in words.items()}.get(example.answer)
+    if letter is None:
+        raise QAError(f"the answer {example.answer!r} is not in the story")
+    return Example(example.task, prompt, letter)
+
+
+def model_answers(model: GPT, tok: CharTokenizer, prompts: list[str], entities: str = "words") -> list[str]:
+    """The model's answers to the prompts; with ``entities="coded"`` it reads lettered stories and its letter is
+    turned back into the story's word (a reply that is no letter of the story stays as it is, and is wrong)."""
+    if entities not in ENTITIES:
+        raise QAError(f"entities must be one of {', '.join(ENTITIES)}, got {entities!r}")
+    if entities == "words":
+        return answer_questions(model, tok, prompts)
+    coded = [code_entities(p) for p in prompts]
+    replies = answer_questions(model, tok, [c for c, _ in coded], max_chars=3)
+    return [words.get(reply.strip(), reply) for reply, (_, words) in zip(replies, coded)]
+
+
 def tokenizer() -> CharTokenizer:
     return CharTokenizer(VOCABULARY)
 
@@ -467,26 +516,29 @@ def qa_table(path=None):
     return rows
 
 
-def load_model(directory=MODEL_DIR) -> tuple[GPT, CharTokenizer]:
-    """The shipped question-answering model and its tokenizer."""
-    from book.checkpoint import load_checkpoint
+def load_model(directory=CODED_MODEL_DIR) -> tuple[GPT, CharTokenizer, str]:
+    """A shipped question-answering model, its tokenizer and how it reads entities ("words" or "coded")."""
+    from book.checkpoint import load_checkpoint, read_metadata
 
     checkpoint = load_checkpoint(directory)
     if checkpoint.tokenizer.vocabulary != VOCABULARY:
         raise QAError(f"{directory} is not a question-answering model (another vocabulary)")
-    return checkpoint.model, checkpoint.tokenizer
+    entities = read_metadata(directory)["metadata"]["settings"].get("entities", "words")
+    return checkpoint.model, checkpoint.tokenizer, entities
 
 
-def demo(n: int = 3, seed: int = 2026, directory=MODEL_DIR):
+def demo(n: int = 3, seed: int = 2026, directory=CODED_MODEL_DIR):
     """The shipped model answers ``n`` new test stories of each task (held-out names, places, objects).
 
     The stories come from the test pools with a seed other than the scored test set's, so they are
-    new too. Returns rows (dicts): task, story and question, the rule's answer, the model's answer.
+    new too. Returns rows (dicts): task, story and question (as the model reads it), the rule's
+    answer, the model's answer.
     """
     if n <= 0:
         raise QAError(f"n must be positive, got {n}")
-    model, tok = load_model(directory)
+    model, tok, entities = load_model(directory)
     examples = [e for task in TASKS for e in make_examples(task, "test", n, seed)]
-    predictions = answer_questions(model, tok, [e.prompt for e in examples])
-    return [{"task": e.task, "story and question": e.prompt, "answer": e.answer, "model": p,
-             "correct": p == e.answer} for e, p in zip(examples, predictions)]
+    predictions = model_answers(model, tok, [e.prompt for e in examples], entities)
+    read = [code_entities(e.prompt)[0] if entities == "coded" else e.prompt for e in examples]
+    return [{"task": e.task, "story and question": e.prompt, "as the model reads it": r, "answer": e.answer,
+             "model": p, "correct": p == e.answer} for e, r, p in zip(examples, read, predictions)]
