@@ -279,22 +279,17 @@ def genre_experiment(checkpoint_dir, *, per_play: int = g.PASSAGES_PER_PLAY, cha
             rows.append(Result("sentiment", task, "balanced accuracy", method, value, interval, len(idx),
                                name in ("nb", "majority")))
             summary[f"{subset}: {name}"] = round(value, 4)
-    difference = g.balanced_accuracy(labels, predictions["gpt"]) - g.balanced_accuracy(labels, predictions["nb"])
-    difference_interval = g.bootstrap_by_play(plays, labels, correct["gpt"], other=correct["nb"], seed=seed)
-    differences = {"gpt_minus_naive_bayes": {"value": round(difference, 4),
-                                             "ci95": [round(x, 4) for x in difference_interval]}}
+    def minus_naive_bayes(name):
+        """A method's balanced accuracy minus Naive Bayes', with its interval from the bootstrap over plays."""
+        value = g.balanced_accuracy(labels, predictions[name]) - g.balanced_accuracy(labels, predictions["nb"])
+        interval = g.bootstrap_by_play(plays, labels, correct[name], other=correct["nb"], seed=seed)
+        return {"value": round(value, 4), "ci95": [round(x, 4) for x in interval]}
+
+    differences = {"gpt_minus_naive_bayes": minus_naive_bayes("gpt")}
     if combine:
-        value = (g.balanced_accuracy(labels, predictions["gpt+nb"])
-                 - g.balanced_accuracy(labels, predictions["nb"]))
-        interval = g.bootstrap_by_play(plays, labels, correct["gpt+nb"], other=correct["nb"], seed=seed)
-        differences["gpt_plus_nb_minus_naive_bayes"] = {"value": round(value, 4),
-                                                        "ci95": [round(x, 4) for x in interval]}
+        differences["gpt_plus_nb_minus_naive_bayes"] = minus_naive_bayes("gpt+nb")
     if finetune:
-        value = (g.balanced_accuracy(labels, predictions["gpt-ft"])
-                 - g.balanced_accuracy(labels, predictions["nb"]))
-        interval = g.bootstrap_by_play(plays, labels, correct["gpt-ft"], other=correct["nb"], seed=seed)
-        differences["gpt_finetuned_minus_naive_bayes"] = {"value": round(value, 4),
-                                                          "ci95": [round(x, 4) for x in interval]}
+        differences["gpt_finetuned_minus_naive_bayes"] = minus_naive_bayes("gpt-ft")
         settings = dict(FINETUNE if finetune_settings is None else finetune_settings)
         differences["finetuned"] = {
             "method": methods["gpt-ft"], "settings": settings,
