@@ -31,6 +31,7 @@ import functools
 import hashlib
 import html
 import json
+import numbers
 import re
 from collections import Counter
 from importlib import resources
@@ -138,6 +139,54 @@ def _check_tokens(tokens, length: int) -> tuple[str, ...]:
     return tokens
 
 
+MODES = ("map", "lines")
+DEFAULT_START = {"layer": 0, "head": 0}
+
+
+def _index(name: str, value, count: int, unit: str) -> int:
+    """``value`` as an index from 0 to ``count - 1`` (a ``unit`` of the attention), or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer from 0 to {count - 1}, got {type(value).__name__} {value!r}")
+    if not 0 <= value < count:
+        raise ValueError(f"{name} must be an integer from 0 to {count - 1}, got {value!r} "
+                         f"(the attention has {count} {unit}{'s' if count != 1 else ''})")
+    return int(value)
+
+
+def _check_start(layer, head, heads, mode, layers: int, head_count: int) -> dict:
+    """Where the view opens: ``{"layer", "head" or "heads", "mode"}``, checked against the data."""
+    start = {"layer": _index("layer", layer, layers, "layer")}
+    if head is not None and heads is not None:
+        raise ValueError("give head= (one head) or heads= (several), not both")
+    if heads is None:
+        start["head"] = _index("head", 0 if head is None else head, head_count, "head")
+    else:
+        if isinstance(heads, str):
+            if heads != "all":
+                raise ValueError(f'heads must be a list of head indices or "all", got {heads!r}')
+            chosen = list(range(head_count))
+        else:
+            try:
+                chosen = [_index("each of heads", h, head_count, "head") for h in heads]
+            except TypeError:
+                raise ValueError(f'heads must be a list of head indices or "all", not {type(heads).__name__}') from None
+            if not chosen:
+                raise ValueError("heads must name at least one head")
+            repeated = sorted({h for h in chosen if chosen.count(h) > 1})
+            if repeated:
+                raise ValueError(f"heads names head {repeated[0]} more than once")
+        chosen = sorted(chosen)
+        if len(chosen) == 1:
+            start["head"] = chosen[0]
+        else:
+            start["heads"] = chosen
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f'mode must be "map" or "lines", got {mode!r}')
+    if mode != "map":
+        start["mode"] = mode
+    return start
+
+
 def _json_for_script(value) -> str:
     """JSON that is safe inside a <script> element: no '<', '>' or '&' appear literally."""
     text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
@@ -156,22 +205,25 @@ class AttentionView:
         causal: whether positions after the query are masked (shown hatched, unlike a
             weight of zero). ``None`` (the default) decides from the data: the attention
             is causal when every weight above the diagonal is exactly zero.
-        layer, head: the layer and head the view opens on (where the text points).
+        layer, head: the layer and head the view opens on (where the text points); by
+            default layer 0, head 0.
+        heads: instead of ``head``, several heads shown together: a list of head indices, or
+            ``"all"``. The map then shows their mean weight, the lines one colour per head.
+        mode: ``"map"`` (the default) opens on the heat map of the weights, ``"lines"`` on
+            the line picture (queries on the left, keys on the right, a line per weight).
 
     Raises:
         ValueError: naming the problem, for a wrong rank, maps that are not T x T, a token
-            count that is not T, empty input, non-finite values, or rows that are not
-            probability distributions.
+            count that is not T, empty input, non-finite values, rows that are not
+            probability distributions, or a layer, head or mode the view does not have.
     """
 
     def __init__(self, attention, tokens: Sequence[str], title: str | None = None, *, causal: bool | None = None,
-                 layer: int = 0, head: int = 0):
+                 layer: int = 0, head: int | None = None, heads: Sequence[int] | str | None = None,
+                 mode: str = "map"):
         array = _check_attention(_to_array(attention))
         self.layers, self.heads, self.length = array.shape[0], array.shape[1], array.shape[2]
-        for name, value, count in (("layer", layer, self.layers), ("head", head, self.heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < count:
-                raise ValueError(f"{name} must be an integer from 0 to {count - 1}, got {value!r}")
-        self.start = {"layer": layer, "head": head}
+        self.start = _check_start(layer, head, heads, mode, self.layers, self.heads)
         self.tokens = _check_tokens(tokens, self.length)
         if title is not None and not isinstance(title, str):
             raise ValueError(f"title must be a string or None, not {type(title).__name__}")
@@ -215,14 +267,14 @@ class AttentionView:
             "scale": QUANTISATION_LEVELS,
             "weights": base64.b64encode(np.ascontiguousarray(data).tobytes()).decode("ascii"),
         }
-        if self.start != {"layer": 0, "head": 0}:  # the front end opens on layer 0, head 0 otherwise
+        if self.start != DEFAULT_START:  # the front end opens on layer 0, head 0, the map otherwise
             payload["start"] = dict(self.start)
         return payload
 
     def _digest(self) -> str:
         digest = hashlib.sha256()
         described = [self.tokens, self.title, self.causal, self.shape]
-        if self.start != {"layer": 0, "head": 0}:
+        if self.start != DEFAULT_START:
             described.append(self.start)
         digest.update(json.dumps(described).encode("utf-8"))
         digest.update(self._bytes.tobytes())

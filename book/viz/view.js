@@ -11,10 +11,6 @@
   var perHead = causal ? T * (T + 1) / 2 : T * T;
   var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
   function headColour(h) { return H <= PALETTE.length ? PALETTE[h] : "hsl(" + Math.round(h * 360 / H) + ",70%,50%)"; }
-  function hexRgb(c) {
-    if (c.charAt(0) === "#") return [parseInt(c.substr(1, 2), 16), parseInt(c.substr(3, 2), 16), parseInt(c.substr(5, 2), 16)];
-    var probe = document.createElement("canvas").getContext("2d"); probe.fillStyle = c; return hexRgb(probe.fillStyle);
-  }
   function masked(q, k) { return causal && k > q; }
   function weight(l, h, q, k) {
     if (masked(q, k)) return 0;
@@ -26,6 +22,8 @@
     return s === "" ? "\u2205" : s;
   }
   function quoted(token) { return "\u201c" + shown(token) + "\u201d"; }
+  // A token and its position: a text often repeats a token, and the position tells them apart.
+  function named(i) { return quoted(tokens[i]) + " @" + i; }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -33,48 +31,127 @@
     return e;
   }
 
-  var start = spec.start || { layer: 0, head: 0 };
-  var state = { layer: start.layer, head: start.head, all: false, dir: "to", pinned: T - 1, hover: null };
+  // Keys typed inside the view belong to the view. JupyterLab's command shortcuts (arrows move
+  // the cell selection, "m" turns the cell into Markdown) are looked up by Lumino from the
+  // focused element upwards, and a binding whose selector matches the focused element itself
+  // wins before an ancestor is seen: so every element that can take focus carries the
+  // data-lm-suppress-shortcuts attribute, and the root stops the events from bubbling further
+  // (for hosts that listen on the document in the bubbling phase).
+  function keepKeys(e) { e.setAttribute("data-lm-suppress-shortcuts", "true"); return e; }
+  keepKeys(root);
+  ["keydown", "keypress", "keyup"].forEach(function (type) {
+    root.addEventListener(type, function (event) { event.stopPropagation(); });
+  });
+  // Arrow keys move the focus along a row of buttons.
+  function arrowsMoveFocus(buttons) {
+    buttons.forEach(function (button, i) {
+      button.addEventListener("keydown", function (event) {
+        var step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+        if (step && buttons[i + step]) { event.preventDefault(); buttons[i + step].focus(); }
+      });
+    });
+  }
 
-  // Controls: layer, head (or all heads), and the direction of reading.
+  var start = spec.start || {};
+  var startHeads = start.heads || [start.head || 0];
+  var state = {
+    layer: start.layer || 0, heads: startHeads.slice().sort(function (a, c) { return a - c; }),
+    mode: start.mode === "lines" ? "lines" : "map", dir: "to", pinned: T - 1, hover: null, hoverDir: "to"
+  };
+  function several() { return state.heads.length > 1; }
+  function allHeads() { return H > 1 && state.heads.length === H; }
+  function headsText() {
+    if (!several()) return "head " + state.heads[0];
+    return allHeads() ? "mean of all " + H + " heads" : "mean of heads " + state.heads.join(", ");
+  }
+  function meanWeight(q, k) {
+    var total = 0;
+    state.heads.forEach(function (h) { total += weight(state.layer, h, q, k); });
+    return total / state.heads.length;
+  }
+
+  // Controls: layer; one head, all heads or a chosen set of heads; map or lines; direction.
   var controls = el("div", "av-controls");
-  var layerLabel = el("label", null, "Layer"), layerSelect = el("select", "av-layer");
+  var layerLabel = el("label", null, "Layer"), layerSelect = keepKeys(el("select", "av-layer"));
   for (var l = 0; l < L; l++) { var o = el("option", null, String(l)); o.value = String(l); layerSelect.appendChild(o); }
   layerLabel.appendChild(layerSelect);
-  var headLabel = el("label", null, "Head"), headSelect = el("select", "av-head");
+  var headLabel = el("label", null, "Head"), headSelect = keepKeys(el("select", "av-head"));
   for (var h = 0; h < H; h++) { var ho = el("option", null, String(h)); ho.value = String(h); headSelect.appendChild(ho); }
-  var allOption = el("option", null, "all heads (overlaid)"); allOption.value = "all"; headSelect.appendChild(allOption);
+  var allOption = el("option", null, "all heads"); allOption.value = "all"; headSelect.appendChild(allOption);
+  var someOption = el("option", null, "several"); someOption.value = "some"; someOption.disabled = true;
+  headSelect.appendChild(someOption);
   headLabel.appendChild(headSelect);
-  var dirGroup = el("span", "av-dir"); dirGroup.setAttribute("role", "group"); dirGroup.setAttribute("aria-label", "direction");
-  var dirButtons = {
-    to: el("button", null, "what it attends to"),
-    from: el("button", null, "what attends to it")
-  };
-  ["to", "from"].forEach(function (d) {
-    dirButtons[d].type = "button"; dirButtons[d].setAttribute("data-direction", d);
-    dirButtons[d].addEventListener("click", function () { state.dir = d; render(); });
-    dirGroup.appendChild(dirButtons[d]);
-  });
-  controls.appendChild(layerLabel); controls.appendChild(headLabel); controls.appendChild(dirGroup);
+  controls.appendChild(layerLabel); controls.appendChild(headLabel);
+
+  var headToggles = [];
+  if (H > 1) {
+    var toggleGroup = el("span", "av-heads"); toggleGroup.setAttribute("role", "group");
+    toggleGroup.setAttribute("aria-label", "heads shown together");
+    toggleGroup.appendChild(el("span", "av-heads-label", "Heads"));
+    for (var h5 = 0; h5 < H; h5++) (function (h) {
+      var toggle = keepKeys(el("button", "av-head-toggle")); toggle.type = "button";
+      toggle.setAttribute("data-head", String(h)); toggle.title = "show head " + h + " together with the others ticked";
+      var swatch = el("span", "av-swatch"); swatch.style.background = headColour(h);
+      toggle.appendChild(swatch); toggle.appendChild(document.createTextNode(String(h)));
+      toggle.addEventListener("click", function () {
+        var at = state.heads.indexOf(h);
+        if (at < 0) state.heads = state.heads.concat([h]).sort(function (a, c) { return a - c; });
+        else if (state.heads.length > 1) state.heads = state.heads.filter(function (x) { return x !== h; });
+        render();
+      });
+      toggleGroup.appendChild(toggle); headToggles.push(toggle);
+    })(h5);
+    arrowsMoveFocus(headToggles);
+    controls.appendChild(toggleGroup);
+  }
+
+  function buttonGroup(cls, label, choices, onChoose) {
+    var group = el("span", "av-group " + cls); group.setAttribute("role", "group"); group.setAttribute("aria-label", label);
+    var buttons = {}, list = [];
+    choices.forEach(function (choice) {
+      var button = keepKeys(el("button", null, choice[1])); button.type = "button";
+      button.setAttribute("data-" + label, choice[0]);
+      button.addEventListener("click", function () { onChoose(choice[0]); });
+      group.appendChild(button); buttons[choice[0]] = button; list.push(button);
+    });
+    arrowsMoveFocus(list);
+    controls.appendChild(group);
+    return buttons;
+  }
+  var modeButtons = buttonGroup("av-mode", "mode", [["map", "map"], ["lines", "lines"]],
+    function (mode) { state.mode = mode; render(); reveal(); });
+  var dirButtons = buttonGroup("av-dir", "direction", [["to", "what it attends to"], ["from", "what attends to it"]],
+    function (dir) { state.dir = dir; render(); });
   layerSelect.addEventListener("change", function () { state.layer = +layerSelect.value; render(); });
   headSelect.addEventListener("change", function () {
-    state.all = headSelect.value === "all"; if (!state.all) state.head = +headSelect.value; render();
+    if (headSelect.value === "all") { state.heads = []; for (var h = 0; h < H; h++) state.heads.push(h); }
+    else if (headSelect.value !== "some") state.heads = [+headSelect.value];
+    render();
   });
 
   var legend = el("div", "av-legend");
   var tokenBox = el("div", "av-tokens"); tokenBox.setAttribute("role", "list");
   var readout = el("div", "av-readout"); readout.setAttribute("aria-live", "polite");
+  function point(i, dir) { state.hover = i; state.hoverDir = dir || state.dir; render(); }
+  function leave() { state.hover = null; render(); }
+  function pick(i, dir) { state.pinned = i; if (dir) state.dir = dir; state.hover = null; render(); reveal(); }
+  // Scroll the map's or the lines' own box (never the page) so that the selected token shows.
+  function reveal() {
+    var box = state.mode === "lines" ? linesScroll : matrixScroll, step = state.mode === "lines" ? rowHeight : geometry.cell;
+    var top = (state.mode === "lines" ? 0 : geometry.margin) + state.pinned * step;
+    if (top < box.scrollTop || top + step > box.scrollTop + box.clientHeight) box.scrollTop = Math.max(0, top - box.clientHeight / 2);
+  }
   var chips = tokens.map(function (token, i) {
-    var chip = el("span", "av-token"); chip.tabIndex = 0; chip.setAttribute("role", "listitem");
+    var chip = keepKeys(el("span", "av-token")); chip.tabIndex = 0; chip.setAttribute("role", "listitem");
     chip.setAttribute("data-index", String(i)); chip.title = "position " + i + ": " + JSON.stringify(token);
     chip.appendChild(el("span", "av-text", shown(token)));
     var bars = el("span", "av-bars");
     for (var h = 0; h < H; h++) { var bar = el("span", "av-bar"); bar.style.background = headColour(h); bars.appendChild(bar); }
     chip.appendChild(bars);
-    chip.addEventListener("mouseenter", function () { state.hover = i; render(); });
-    chip.addEventListener("mouseleave", function () { state.hover = null; render(); });
-    chip.addEventListener("click", function () { state.pinned = i; render(); });
-    chip.addEventListener("focus", function () { state.pinned = i; render(); });
+    chip.addEventListener("mouseenter", function () { point(i); });
+    chip.addEventListener("mouseleave", leave);
+    chip.addEventListener("click", function () { pick(i); });
+    chip.addEventListener("focus", function () { pick(i); });
     chip.addEventListener("keydown", function (event) {
       var step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
       if (step && chips[i + step]) { event.preventDefault(); chips[i + step].focus(); }
@@ -84,16 +161,45 @@
   });
 
   var panels = el("div", "av-panels");
-  var matrixFigure = el("figure", "av-matrix-box"), matrix = el("canvas", "av-matrix");
+  // The map: rows are queries, columns keys. A long text gets a larger map in a scrolling box,
+  // so that every row and column keeps a label that can be read.
+  var matrixFigure = el("figure", "av-matrix-box"), matrixScroll = el("div", "av-scroll");
+  var matrix = el("canvas", "av-matrix");
   matrix.setAttribute("role", "img");
-  matrixFigure.appendChild(matrix);
+  matrixScroll.appendChild(matrix); matrixFigure.appendChild(matrixScroll);
   var matrixCaption = el("figcaption", null, "");
   matrixFigure.appendChild(matrixCaption);
+  // The lines: queries on the left, keys on the right, one line per weight.
+  var linesFigure = el("figure", "av-lines-box"), linesScroll = el("div", "av-scroll av-lines");
+  var queryColumn = el("div", "av-column av-queries"), keyColumn = el("div", "av-column av-keys");
+  var lineCanvas = el("canvas", "av-line-canvas");
+  linesScroll.appendChild(queryColumn); linesScroll.appendChild(lineCanvas); linesScroll.appendChild(keyColumn);
+  linesFigure.appendChild(linesScroll);
+  var linesCaption = el("figcaption", null, "");
+  linesFigure.appendChild(linesCaption);
+  var rowHeight = T <= 32 ? 18 : T <= 96 ? 15 : 13;
+  linesScroll.style.setProperty("--av-row", rowHeight + "px");
+  linesScroll.style.fontSize = (T <= 32 ? 12 : T <= 96 ? 11 : 10) + "px";
+  function lineLabels(column, side) {
+    return tokens.map(function (token, i) {
+      var label = el("span", "av-label", shown(token));
+      label.setAttribute("data-index", String(i)); label.setAttribute("data-side", side);
+      label.title = (side === "query" ? "query" : "key") + " position " + i + ": " + JSON.stringify(token);
+      var dir = side === "query" ? "to" : "from";
+      label.addEventListener("mouseenter", function () { point(i, dir); });
+      label.addEventListener("mouseleave", leave);
+      label.addEventListener("click", function () { pick(i, dir); });
+      column.appendChild(label);
+      return label;
+    });
+  }
+  var queryLabels = lineLabels(queryColumn, "query"), keyLabels = lineLabels(keyColumn, "key");
+
   var gridFigure = el("figure", "av-grid-box"), grid = el("div", "av-grid");
   grid.style.gridTemplateColumns = "auto repeat(" + H + ", auto)";
   gridFigure.appendChild(grid);
   gridFigure.appendChild(el("figcaption", null, "Overview: one map per layer (row) and head (column). Click one to select it."));
-  panels.appendChild(matrixFigure); panels.appendChild(gridFigure);
+  panels.appendChild(matrixFigure); panels.appendChild(linesFigure); panels.appendChild(gridFigure);
 
   grid.appendChild(el("span", null, ""));
   for (var hh = 0; hh < H; hh++) grid.appendChild(el("span", null, "head " + hh));
@@ -101,11 +207,11 @@
   for (var ll = 0; ll < L; ll++) {
     grid.appendChild(el("span", null, "layer " + ll));
     for (var h2 = 0; h2 < H; h2++) (function (l, h) {
-      var button = el("button", "av-thumb"); button.type = "button";
+      var button = keepKeys(el("button", "av-thumb")); button.type = "button";
       button.setAttribute("data-layer", String(l)); button.setAttribute("data-head", String(h));
       button.setAttribute("aria-label", "layer " + l + ", head " + h); button.title = "layer " + l + ", head " + h;
       var canvas = el("canvas"); canvas.width = T; canvas.height = T; button.appendChild(canvas);
-      button.addEventListener("click", function () { state.layer = l; state.head = h; state.all = false; render(); });
+      button.addEventListener("click", function () { state.layer = l; state.heads = [h]; render(); });
       grid.appendChild(button); thumbs.push({ l: l, h: h, button: button, canvas: canvas });
     })(ll, h2);
   }
@@ -136,9 +242,11 @@
       ctx.putImageData(image, 0, 0);
     });
   }
+  function available() { return Math.max(200, (root.clientWidth || 420) - 8); }
 
-  // The map is painted once per layer, head and theme into an off-screen canvas; moving the
+  // The map is painted once per layer, heads and theme into an off-screen canvas; moving the
   // selection only copies it back and draws the outline, so hovering stays fast for long texts.
+  var LABELLED = 160;  // beyond this many tokens a label per row would make the map too large
   var geometry = null, painted = { key: null, canvas: document.createElement("canvas") };
   function fit(ctx, text, width) {
     if (ctx.measureText(text).width <= width) return text;
@@ -146,38 +254,24 @@
     return text + "\u2026";
   }
   function paintMap(fg, rgb, ratio) {
-    var font = "11px ui-monospace, Menlo, Consolas, monospace", canvas = painted.canvas, ctx = canvas.getContext("2d");
-    var avail = Math.max(160, Math.min(420, (root.clientWidth || 420) - 8)), labels = T <= 24, margin = 0;
+    var canvas = painted.canvas, ctx = canvas.getContext("2d"), labels = T <= LABELLED, margin = 0;
+    var avail = Math.max(160, Math.min(420, available())), fontSize = T <= 24 ? 11 : T <= 64 ? 10 : 9;
+    var font = fontSize + "px ui-monospace, Menlo, Consolas, monospace";
     ctx.font = font;
     if (labels) tokens.forEach(function (t) { margin = Math.max(margin, ctx.measureText(shown(t)).width); });
-    margin = labels ? Math.min(80, Math.ceil(margin) + 8) : 0;
-    var cell = Math.max(2, Math.floor((avail - margin) / T)), size = margin + cell * T;
-    var key = [state.layer, state.all ? "all" : state.head, fg, rgb.join(","), ratio, size].join("|");
+    margin = labels ? Math.min(T <= 24 ? 80 : 64, Math.ceil(margin) + 8) : 0;
+    var cell = Math.max(labels && T > 24 ? fontSize + 1 : 2, Math.floor((avail - margin) / T)), size = margin + cell * T;
+    var key = [state.layer, state.heads.join(","), fg, rgb.join(","), ratio, size].join("|");
     geometry = { margin: margin, cell: cell, size: size };
     if (painted.key === key) return canvas;
     canvas.width = Math.round(size * ratio); canvas.height = Math.round(size * ratio);
     ctx = canvas.getContext("2d"); ctx.setTransform(ratio, 0, 0, ratio, 0, 0); ctx.font = font;
-    var maskFill = hatch(ctx, "rgba(128,128,128,0.6)"), colours = [];
-    for (var h = 0; h < H; h++) colours.push(hexRgb(headColour(h)));
+    var maskFill = hatch(ctx, "rgba(128,128,128,0.6)");
     for (var r = 0; r < T; r++) for (var k = 0; k < T; k++) {
       var x = margin + k * cell, y = margin + r * cell;
       if (masked(r, k)) { ctx.fillStyle = maskFill; ctx.fillRect(x, y, cell, cell); continue; }
-      if (state.all) {
-        // Overlay: the colour mixes the heads by their weights; opacity is the largest weight.
-        var total = 0, top = 0, mix = [0, 0, 0];
-        for (var h3 = 0; h3 < H; h3++) {
-          var w3 = weight(state.layer, h3, r, k); total += w3; top = Math.max(top, w3);
-          for (var c = 0; c < 3; c++) mix[c] += w3 * colours[h3][c];
-        }
-        if (total > 0) {
-          ctx.fillStyle = "rgba(" + Math.round(mix[0] / total) + "," + Math.round(mix[1] / total) + "," +
-            Math.round(mix[2] / total) + "," + top.toFixed(3) + ")";
-          ctx.fillRect(x, y, cell, cell);
-        }
-      } else {
-        var w = weight(state.layer, state.head, r, k);
-        if (w > 0) { ctx.fillStyle = "rgba(" + rgb.join(",") + "," + w.toFixed(3) + ")"; ctx.fillRect(x, y, cell, cell); }
-      }
+      var w = meanWeight(r, k);
+      if (w > 0) { ctx.fillStyle = "rgba(" + rgb.join(",") + "," + w.toFixed(3) + ")"; ctx.fillRect(x, y, cell, cell); }
     }
     ctx.strokeStyle = "rgba(128,128,128,0.45)"; ctx.lineWidth = 1;
     ctx.strokeRect(margin + 0.5, margin + 0.5, cell * T - 1, cell * T - 1);
@@ -193,74 +287,133 @@
     painted.key = key;
     return canvas;
   }
-  function drawMatrix(q) {
+  function drawMatrix(q, dir) {
     var style = getComputedStyle(root), ratio = window.devicePixelRatio || 1;
     var map = paintMap(style.color, heat(), ratio), margin = geometry.margin, cell = geometry.cell;
     if (matrix.width !== map.width || matrix.height !== map.height) {
-      matrix.width = map.width; matrix.height = map.height; matrix.style.width = geometry.size + "px";
+      matrix.width = map.width; matrix.height = map.height;
     }
+    matrix.style.width = geometry.size + "px";
     var ctx = matrix.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.clearRect(0, 0, matrix.width, matrix.height); ctx.drawImage(map, 0, 0);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.strokeStyle = style.getPropertyValue("--av-accent").trim() || "#d35400"; ctx.lineWidth = 2;
-    if (state.dir === "to") ctx.strokeRect(margin + 1, margin + q * cell + 1, cell * T - 2, cell - 2);
+    if (dir === "to") ctx.strokeRect(margin + 1, margin + q * cell + 1, cell * T - 2, cell - 2);
     else ctx.strokeRect(margin + q * cell + 1, margin + 1, cell - 2, cell * T - 2);
-    matrix.setAttribute("aria-label", "attention map, layer " + state.layer + ", " +
-      (state.all ? "all heads" : "head " + state.head) + ": rows are queries, columns are keys");
+    matrix.setAttribute("aria-label", "attention map, layer " + state.layer + ", " + headsText() +
+      ": rows are queries, columns are keys");
+  }
+
+  // The lines: every weight of every head shown is a line from its query (left) to its key
+  // (right), as opaque and as thick as the weight; one colour per head when several are shown.
+  // The lines of the selected token are drawn in full, the others faintly behind them.
+  var FAINT = 0.3;
+  function drawLines(q, dir) {
+    var ratio = window.devicePixelRatio || 1, height = rowHeight * T;
+    var side = (queryColumn.offsetWidth || 90) + (keyColumn.offsetWidth || 90);
+    var width = Math.max(70, Math.min(260, available() - side - 12));
+    if (lineCanvas.width !== Math.round(width * ratio) || lineCanvas.height !== Math.round(height * ratio)) {
+      lineCanvas.width = Math.round(width * ratio); lineCanvas.height = Math.round(height * ratio);
+    }
+    lineCanvas.style.width = width + "px"; lineCanvas.style.height = height + "px";
+    var ctx = lineCanvas.getContext("2d"), rgb = heat(), drawn = 0, strong = 0;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0); ctx.clearRect(0, 0, width, height); ctx.lineCap = "round";
+    var colours = state.heads.map(function (h) { return several() ? headColour(h) : "rgb(" + rgb.join(",") + ")"; });
+    function pass(selected) {
+      state.heads.forEach(function (h, n) {
+        ctx.strokeStyle = colours[n];
+        for (var r = 0; r < T; r++) for (var k = 0; k <= (causal ? r : T - 1); k++) {
+          var w = weight(state.layer, h, r, k), mine = dir === "to" ? r === q : k === q;
+          if (w < 0.01 || mine !== selected) continue;
+          ctx.globalAlpha = selected ? Math.min(1, 0.15 + w) : FAINT * w;
+          ctx.lineWidth = selected ? 1 + 3 * w : 0.5 + 1.5 * w;
+          ctx.beginPath(); ctx.moveTo(2, (r + 0.5) * rowHeight); ctx.lineTo(width - 2, (k + 0.5) * rowHeight); ctx.stroke();
+          drawn++; if (selected) strong++;
+        }
+      });
+    }
+    pass(false); pass(true);
+    ctx.globalAlpha = 1;
+    lineCanvas.setAttribute("data-lines", String(drawn)); lineCanvas.setAttribute("data-selected-lines", String(strong));
+    lineCanvas.setAttribute("role", "img");
+    lineCanvas.setAttribute("aria-label", "attention lines, layer " + state.layer + ", " + headsText() +
+      ": queries on the left, keys on the right");
+  }
+  function paintLabels(q, dir, rgb) {
+    var own = dir === "to" ? queryLabels : keyLabels, other = dir === "to" ? keyLabels : queryLabels;
+    own.forEach(function (label, i) {
+      label.classList.toggle("av-selected", i === q); label.style.background = "";
+      label.classList.remove("av-masked");
+    });
+    other.forEach(function (label, j) {
+      var query = dir === "to" ? q : j, key = dir === "to" ? j : q, w = meanWeight(query, key);
+      label.classList.remove("av-selected");
+      label.classList.toggle("av-masked", masked(query, key));
+      label.style.background = w > 0 ? "rgba(" + rgb.join(",") + "," + (0.8 * w).toFixed(3) + ")" : "";
+    });
   }
 
   // Two decimals: the page holds weights in steps of 1/255, so a third decimal would be noise.
   function format(w) { return w.toFixed(2); }
   function render() {
-    var q = state.hover !== null ? state.hover : state.pinned;
+    var q = state.hover !== null ? state.hover : state.pinned, dir = state.hover !== null ? state.hoverDir : state.dir;
+    var head = several() ? (allHeads() ? "all" : state.heads.join(",")) : String(state.heads[0]);
     root.setAttribute("data-layer", String(state.layer));
-    root.setAttribute("data-head", state.all ? "all" : String(state.head));
+    root.setAttribute("data-head", head);
+    root.setAttribute("data-heads", state.heads.join(","));
+    root.setAttribute("data-mode", state.mode);
     root.setAttribute("data-query", String(q));
-    root.setAttribute("data-direction", state.dir);
-    root.classList.toggle("av-all", state.all);
+    root.setAttribute("data-direction", dir);
+    root.classList.toggle("av-all", several());
+    root.classList.toggle("av-show-lines", state.mode === "lines");
     layerSelect.value = String(state.layer);
-    headSelect.value = state.all ? "all" : String(state.head);
-    dirButtons.to.setAttribute("aria-pressed", String(state.dir === "to"));
-    dirButtons.from.setAttribute("aria-pressed", String(state.dir === "from"));
+    headSelect.value = several() ? (allHeads() ? "all" : "some") : String(state.heads[0]);
+    headToggles.forEach(function (toggle, h) { toggle.setAttribute("aria-pressed", String(state.heads.indexOf(h) >= 0)); });
+    ["map", "lines"].forEach(function (m) { modeButtons[m].setAttribute("aria-pressed", String(state.mode === m)); });
+    ["to", "from"].forEach(function (d) { dirButtons[d].setAttribute("aria-pressed", String(dir === d)); });
     var rgb = heat(), ranked = [];
     chips.forEach(function (chip, j) {
-      var query = state.dir === "to" ? q : j, key = state.dir === "to" ? j : q;
+      var query = dir === "to" ? q : j, key = dir === "to" ? j : q;
       var isMasked = masked(query, key);
       chip.classList.toggle("av-masked", isMasked);
       chip.classList.toggle("av-selected", j === q);
       chip.setAttribute("data-masked", String(isMasked));
       var weights = [];
       for (var h = 0; h < H; h++) weights.push(weight(state.layer, h, query, key));
-      var w = state.all ? weights.reduce(function (a, x) { return a + x; }, 0) / H : weights[state.head];
+      var w = meanWeight(query, key);
       chip.setAttribute("data-weight", String(w));
       chip.setAttribute("data-head-weights", weights.map(String).join(","));
       var bars = chip.lastChild.childNodes;
-      for (var b = 0; b < H; b++) bars[b].style.height = (100 * weights[b]).toFixed(1) + "%";
-      chip.style.background = state.all || isMasked || w === 0 ? "" : "rgba(" + rgb.join(",") + "," + w.toFixed(3) + ")";
-      chip.classList.toggle("av-strong", !state.all && !isMasked && w > 0.55);
-      var what = isMasked ? "masked (a future position)" : (state.all ? "mean " + format(w) + "; heads " +
-        weights.map(format).join(", ") : format(w));
+      for (var b = 0; b < H; b++) {
+        bars[b].style.height = (100 * weights[b]).toFixed(1) + "%";
+        bars[b].classList.toggle("av-off", state.heads.indexOf(b) < 0);
+      }
+      chip.style.background = several() || isMasked || w === 0 ? "" : "rgba(" + rgb.join(",") + "," + w.toFixed(3) + ")";
+      chip.classList.toggle("av-strong", !several() && !isMasked && w > 0.55);
+      var what = isMasked ? "masked (a future position)" : (several() ? "mean " + format(w) + "; " +
+        state.heads.map(function (x) { return "head " + x + " " + format(weights[x]); }).join(", ") : format(w));
       chip.title = "position " + j + ": " + JSON.stringify(tokens[j]) + "\n" +
-        (state.dir === "to" ? "weight from " + quoted(tokens[q]) + ": " : "weight to " + quoted(tokens[q]) + ": ") + what;
+        (dir === "to" ? "weight from " + named(q) + ": " : "weight to " + named(q) + ": ") + what;
       if (!isMasked) ranked.push([w, j]);
     });
-    ranked.sort(function (a, b) { return b[0] - a[0] || a[1] - b[1]; });
+    ranked.sort(function (a, c) { return c[0] - a[0] || a[1] - c[1]; });
     var best = ranked.slice(0, 3).filter(function (r) { return r[0] > 0; }).map(function (r) {
-      return quoted(tokens[r[1]]) + " " + format(r[0]);
+      return named(r[1]) + " " + format(r[0]);
     });
-    readout.textContent = quoted(tokens[q]) + " (position " + q + ") " +
-      (state.dir === "to" ? "attends most to " : "is attended most by ") + (best.length ? best.join(", ") : "nothing") +
-      (state.all ? " (mean over heads)" : "");
+    readout.textContent = named(q) + " " + (dir === "to" ? "attends most to " : "is attended most by ") +
+      (best.length ? best.join(", ") : "nothing") + (several() ? " (" + headsText() + ")" : "");
     legend.textContent = "";
     var swatch;
-    if (state.all) {
-      for (var h4 = 0; h4 < H; h4++) {
-        var item = el("span", null); swatch = el("span", "av-swatch"); swatch.style.background = headColour(h4);
-        item.appendChild(swatch); item.appendChild(document.createTextNode("head " + h4)); legend.appendChild(item);
-      }
+    if (several() && state.mode === "lines") {
+      state.heads.forEach(function (h) {
+        var item = el("span", null); swatch = el("span", "av-swatch"); swatch.style.background = headColour(h);
+        item.appendChild(swatch); item.appendChild(document.createTextNode("head " + h)); legend.appendChild(item);
+      });
     } else {
       var strong = el("span", null); swatch = el("span", "av-swatch"); swatch.style.background = "rgb(" + rgb.join(",") + ")";
-      strong.appendChild(swatch); strong.appendChild(document.createTextNode("weight 1")); legend.appendChild(strong);
+      strong.appendChild(swatch);
+      strong.appendChild(document.createTextNode(several() ? "weight 1 (" + headsText() + ")" : "weight 1"));
+      legend.appendChild(strong);
       var zero = el("span", null); zero.appendChild(el("span", "av-swatch")); zero.appendChild(document.createTextNode("weight 0"));
       legend.appendChild(zero);
     }
@@ -269,13 +422,21 @@
       m.appendChild(document.createTextNode("masked: a later position, never attended")); legend.appendChild(m);
     }
     thumbs.forEach(function (t) {
-      t.button.classList.toggle("av-current", t.l === state.layer && (state.all || t.h === state.head));
-      t.button.setAttribute("aria-pressed", String(t.l === state.layer && !state.all && t.h === state.head));
+      var shownNow = t.l === state.layer && state.heads.indexOf(t.h) >= 0;
+      t.button.classList.toggle("av-current", shownNow);
+      t.button.setAttribute("aria-pressed", String(shownNow && !several()));
     });
-    matrixCaption.textContent = "Layer " + state.layer + ", " + (state.all ? "all heads overlaid (colour = head)" :
-      "head " + state.head) + ". Row = query (the token that looks), column = key (the token looked at)" +
-      (causal ? "; hatched cells are masked." : ".");
-    drawMatrix(q);
+    var where = "Layer " + state.layer + ", " + headsText();
+    if (state.mode === "lines") {
+      linesCaption.textContent = where + (several() ? ", one colour per head" : "") + ". Left: the queries (the " +
+        "tokens that look); right: the keys (the tokens looked at). A line is as strong as its weight; point at " +
+        "a token on either side to pick out its lines.";
+      drawLines(q, dir); paintLabels(q, dir, rgb);
+    } else {
+      matrixCaption.textContent = where + ". Row = query (the token that looks), column = key (the token looked " +
+        "at)" + (causal ? "; hatched cells are masked." : ".");
+      drawMatrix(q, dir);
+    }
   }
 
   function cellAt(event) {
@@ -288,10 +449,13 @@
   matrix.addEventListener("mousemove", function (event) {
     var at = cellAt(event);
     if (!at) return;
-    var text = quoted(tokens[at.q]) + " \u2192 " + quoted(tokens[at.k]) + ": ";
+    var text = named(at.q) + " \u2192 " + named(at.k) + ": ";
     if (masked(at.q, at.k)) text += "masked";
-    else if (state.all) { var ws = []; for (var h = 0; h < H; h++) ws.push(format(weight(state.layer, h, at.q, at.k))); text += "heads " + ws.join(", "); }
-    else text += format(weight(state.layer, state.head, at.q, at.k));
+    else if (several()) {
+      text += "mean " + format(meanWeight(at.q, at.k)) + " (" + state.heads.map(function (h) {
+        return "head " + h + " " + format(weight(state.layer, h, at.q, at.k));
+      }).join(", ") + ")";
+    } else text += format(weight(state.layer, state.heads[0], at.q, at.k));
     matrix.title = text;
   });
   matrix.addEventListener("click", function (event) {
@@ -301,7 +465,7 @@
 
   drawThumbs();
   render();
-  var redraw = function () { drawThumbs(); render(); };
+  var redraw = function () { painted.key = null; drawThumbs(); render(); };
   if (window.MutationObserver) {
     var watcher = new MutationObserver(redraw);
     watcher.observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
