@@ -195,3 +195,31 @@ def test_without_biases_both_versions_agree():
     x = torch.randn(2, 5, 16)
     assert_close(batched(x)[0], looped(x)[0])
     assert sum(p.numel() for p in batched.parameters()) == 4 * 16 * 16
+
+
+def test_a_text_box_drives_the_attention_view_of_a_model():
+    """Chapter 2's explorer: typing a text shows the model's attention on it, and a text the
+    model cannot read (too long, an unknown character) is reported while the last view stays."""
+    from book.tokenize import CharTokenizer
+    from book.viz import attention_explorer
+
+    tokenizer = CharTokenizer("abc ")
+    model = AttentionOnlyLanguageModel(tokenizer.vocab_size, context_length=8, d_model=16, n_heads=2)
+
+    def attention_of(text):
+        with torch.no_grad():
+            _, weights = model.forward_with_attention(torch.tensor([tokenizer.encode(text)]))
+        return weights, list(text)
+
+    explorer = attention_explorer(attention_of, "abc")
+    assert explorer.view.shape == (1, 2, 3, 3) and explorer.error is None
+    explorer.text.value = "cab ba"  # what the reader's typing does
+    assert explorer.error is None and explorer.view.shape == (1, 2, 6, 6)
+    expected = attention_of("cab ba")[0].numpy()
+    assert abs(explorer.view.shown_weights() - expected).max() <= 0.5 / 255 + 1e-6  # quantised to bytes
+    explorer.text.value = "abcabcabc"
+    assert "longer than the context" in explorer.error and explorer.view.shape == (1, 2, 6, 6)
+    explorer.text.value = "abd"
+    assert "not in the vocabulary" in explorer.error and explorer.view.shape == (1, 2, 6, 6)
+    explorer.text.value = "ba"
+    assert explorer.error is None and explorer.view.shape == (1, 2, 2, 2)
