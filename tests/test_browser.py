@@ -215,18 +215,20 @@ def test_hover_highlights_the_embedded_weights(built_book, visit):
             length = len(payload["tokens"])
             weights = decode_weights(payload, length)
             start = payload.get("start", {"layer": 0, "head": 0})  # where the view opens
-            layer, head = start["layer"], start["head"]
+            layer, heads = start["layer"], start.get("heads", [start.get("head", 0)])
+            head = ",".join(map(str, heads)) if len(heads) < payload["heads"] or len(heads) == 1 else "all"
             tokens = opened.view(element_id).locator(".av-token")
             for direction in ("to", "from"):
                 opened.view(element_id).locator(f'button[data-direction="{direction}"]').click()
                 for query in sample_positions(length, every_up_to=12 if direction == "to" else 0):
                     tokens.nth(query).hover()
-                    assert opened.state(element_id) == {"layer": str(layer), "head": str(head), "query": query,
+                    assert opened.state(element_id) == {"layer": str(layer), "head": head, "query": query,
                                                         "direction": direction}
                     chips = opened.chips(element_id)
-                    values, masked = expected_row(weights, layer, head, query, direction)
-                    np.testing.assert_array_equal([c["weight"] for c in chips], values,
-                                                  err_msg=f"{path} {element_id} token {query} ({direction})")
+                    rows = [expected_row(weights, layer, h, query, direction) for h in heads]
+                    values, masked = np.mean([values for values, _ in rows], axis=0), rows[0][1]
+                    np.testing.assert_allclose([c["weight"] for c in chips], values, rtol=0, atol=1e-12,
+                                               err_msg=f"{path} {element_id} token {query} ({direction})")
                     assert [c["masked"] for c in chips] == (masked if payload["causal"] else [False] * length)
             opened.page.mouse.move(0, 0)
 
@@ -364,6 +366,261 @@ def test_screenshots_light_dark_and_phone(built_book, visit):
 def luminance(css_colour: str) -> float:
     red, green, blue = (int(x) for x in re.findall(r"\d+", css_colour)[:3])
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
+# ---------------------------------------------------------------- the view on its own page
+
+# The line view, head subsets and the keyboard are tested on a page of views made here, so the
+# tests do not wait for the book to build (and see this package's front end, whatever the
+# committed notebooks hold).
+
+WORDS = ("to be or not to be that is the question whether tis nobler in the mind to suffer the slings and arrows "
+         "of outrageous fortune or to take arms against a sea of troubles").split()
+
+
+def repeated_words(length):
+    return [WORDS[i % len(WORDS)] for i in range(length)]
+
+
+def peaked_attention(layers, heads, length, seed=0):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    scores = 2.5 * torch.randn(layers, heads, length, length, generator=generator)
+    future = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+
+@pytest.fixture(scope="module")
+def view_page(tmp_path_factory):
+    """A page of views (and their objects) served from a local server: {name: (element id, view)}."""
+    from book.viz import AttentionView
+
+    views = {
+        "short": AttentionView(peaked_attention(2, 3, 12), repeated_words(12), title="Short"),
+        "opened": AttentionView(peaked_attention(2, 3, 12, seed=1), repeated_words(12), layer=1, heads=[0, 2],
+                                mode="lines"),
+        "long": AttentionView(peaked_attention(4, 4, 64, seed=2), repeated_words(64), title="64 tokens"),
+        "longer": AttentionView(peaked_attention(2, 2, 128, seed=3), repeated_words(128), title="128 tokens",
+                                mode="lines"),
+    }
+    body, ids = [], {}
+    for name, view in views.items():
+        page = view._repr_html_()
+        ids[name] = (re.search(r'id="([^"]+)"', page).group(1), view)
+        body.append(page)
+    folder = tmp_path_factory.mktemp("views")
+    (folder / "views.html").write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+        'content="width=device-width, initial-scale=1"><title>views</title></head>'
+        '<body style="max-width:920px;margin:0 auto;padding:0 8px;font-family:sans-serif">'
+        '<button id="outside">outside the views</button>' + "".join(body) + "</body></html>", encoding="utf-8")
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", ids
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def open_views(browser, view_page):
+    origin, ids = view_page
+    opened = []
+
+    def open_page(**context_options):
+        opened.append(Visit(browser, origin, "views.html", **context_options))
+        return opened[-1], ids
+
+    yield open_page
+    for page in opened:
+        assert not page.blocked, f"requests left the page: {page.blocked}"
+        assert not page.errors, f"script errors: {page.errors}"
+        page.close()
+
+
+def lines_expected(view, layer, heads, query, direction="to"):
+    """How many lines the line view draws (weights of at least 0.01), and how many belong to the selection."""
+    weights = view.shown_weights()[layer][heads]
+    drawn = weights >= 0.01
+    selected = drawn[:, query, :] if direction == "to" else drawn[:, :, query]
+    return int(drawn.sum()), int(selected.sum())
+
+
+def canvas_is_painted(locator) -> bool:
+    return locator.evaluate("c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+                            ".some((v, i) => i % 4 === 3 && v > 0)")
+
+
+def test_line_view_draws_a_line_per_weight_and_switches_with_the_map(open_views):
+    opened, ids = open_views()
+    element_id, view = ids["short"]
+    root = opened.view(element_id)
+    matrix, lines = root.locator("canvas.av-matrix"), root.locator("canvas.av-line-canvas")
+    assert root.get_attribute("data-mode") == "map" and matrix.is_visible() and not lines.is_visible()
+    root.locator('button[data-mode="lines"]').click()
+    assert root.get_attribute("data-mode") == "lines" and lines.is_visible() and not matrix.is_visible()
+    assert root.locator('button[data-mode="lines"]').get_attribute("aria-pressed") == "true"
+    last = view.length - 1
+    drawn, selected = lines_expected(view, 0, [0], last)
+    assert int(lines.get_attribute("data-lines")) == drawn
+    assert int(lines.get_attribute("data-selected-lines")) == selected
+    assert canvas_is_painted(lines)
+    # Every token has a label on both sides, written as the chips write it.
+    for side in ("query", "key"):
+        labels = root.locator(f'.av-label[data-side="{side}"]').all_text_contents()
+        assert labels == [shown(t) for t in view.tokens]
+    # Pointing at a key reads its column: what attends to it.
+    key = 4
+    root.locator(f'.av-label[data-side="key"][data-index="{key}"]').hover()
+    assert opened.state(element_id) == {"layer": "0", "head": "0", "query": key, "direction": "from"}
+    assert int(lines.get_attribute("data-selected-lines")) == lines_expected(view, 0, [0], key, "from")[1]
+    chips = opened.chips(element_id)
+    np.testing.assert_array_equal([c["weight"] for c in chips], view.shown_weights()[0, 0, :, key])
+    # Clicking a query keeps it selected; its own label is outlined.
+    query = 7
+    root.locator(f'.av-label[data-side="query"][data-index="{query}"]').click()
+    opened.page.mouse.move(0, 0)
+    assert opened.state(element_id)["query"] == query and opened.state(element_id)["direction"] == "to"
+    assert "av-selected" in root.locator(f'.av-label[data-side="query"][data-index="{query}"]').get_attribute("class")
+    assert int(lines.get_attribute("data-selected-lines")) == lines_expected(view, 0, [0], query)[1]
+    root.locator('button[data-mode="map"]').click()
+    assert matrix.is_visible() and not lines.is_visible() and canvas_is_painted(matrix)
+
+
+def test_several_heads_at_once(open_views):
+    opened, ids = open_views()
+    element_id, view = ids["short"]
+    root = opened.view(element_id)
+    query = view.length - 1
+    root.locator('.av-head-toggle[data-head="2"]').click()
+    assert root.get_attribute("data-heads") == "0,2"
+    assert root.locator("select.av-head").input_value() == "some"
+    weights = view.shown_weights()[0]
+    chips = opened.chips(element_id)
+    np.testing.assert_allclose([c["weight"] for c in chips], weights[[0, 2], query].mean(axis=0), atol=1e-12)
+    readout = root.locator(".av-readout").text_content()
+    assert readout.endswith("(mean of heads 0, 2)"), readout
+    assert "mean of heads 0, 2" in root.locator(".av-matrix-box figcaption").text_content()
+    # The lines draw each head in its own colour, as the legend says.
+    root.locator('button[data-mode="lines"]').click()
+    assert root.locator(".av-legend").text_content().startswith("head 0head 2")
+    lines = root.locator("canvas.av-line-canvas")
+    assert int(lines.get_attribute("data-lines")) == lines_expected(view, 0, [0, 2], query)[0]
+    root.locator('.av-head-toggle[data-head="0"]').click()
+    assert root.get_attribute("data-heads") == "2" and root.get_attribute("data-head") == "2"
+    root.locator('.av-head-toggle[data-head="2"]').click()
+    assert root.get_attribute("data-heads") == "2", "the last head shown stays"
+    root.locator("select.av-head").select_option("all")
+    assert root.get_attribute("data-heads") == "0,1,2" and root.get_attribute("data-head") == "all"
+    pressed = root.locator(".av-head-toggle").evaluate_all("ts => ts.map(t => t.getAttribute('aria-pressed'))")
+    assert pressed == ["true"] * 3
+    root.locator("select.av-head").select_option("1")
+    assert root.get_attribute("data-heads") == "1"
+
+
+def test_the_view_opens_on_the_layer_heads_and_mode_asked_for(open_views):
+    opened, ids = open_views()
+    element_id, view = ids["opened"]
+    root = opened.view(element_id)
+    assert (root.get_attribute("data-layer"), root.get_attribute("data-heads"), root.get_attribute("data-mode")) == \
+        ("1", "0,2", "lines")
+    assert root.locator("select.av-layer").input_value() == "1"
+    lines = root.locator("canvas.av-line-canvas")
+    assert lines.is_visible()
+    assert int(lines.get_attribute("data-lines")) == lines_expected(view, 1, [0, 2], view.length - 1)[0]
+    current = root.locator(".av-thumb.av-current").evaluate_all(
+        "ts => ts.map(t => [t.dataset.layer, t.dataset.head])")
+    assert current == [["1", "0"], ["1", "2"]]
+
+
+def test_the_readout_names_positions(open_views):
+    opened, ids = open_views()
+    element_id, view = ids["short"]
+    root = opened.view(element_id)
+    root.locator(".av-token").nth(5).click()  # the second "be"
+    readout = root.locator(".av-readout").text_content()
+    assert readout.startswith("\u201cbe\u201d @5 attends most to "), readout
+    best = np.argsort(-view.shown_weights()[0, 0, 5], kind="stable")[0]
+    assert f"\u201c{view.tokens[best]}\u201d @{best} {view.shown_weights()[0, 0, 5, best]:.2f}" in readout
+
+
+def test_long_texts_keep_readable_labels(open_views):
+    opened, ids = open_views()
+    for name in ("long", "longer"):
+        element_id, view = ids[name]
+        root = opened.view(element_id)
+        root.locator(f'button[data-mode="{"lines" if name == "long" else "map"}"]').click()
+        # The map gives every row a cell tall enough for its label, scrolling rather than shrinking.
+        width = root.locator("canvas.av-matrix").evaluate("c => parseFloat(c.style.width)")
+        assert width >= 10 * view.length, f"{name}: map {width} px wide for {view.length} tokens"
+        root.locator('button[data-mode="lines"]').click()
+        sizes = root.locator(".av-label").evaluate_all(
+            "ls => ls.map(l => [parseFloat(getComputedStyle(l).fontSize), l.getBoundingClientRect().height])")
+        assert len(sizes) == 2 * view.length
+        assert min(size for size, _ in sizes) >= 10 and min(height for _, height in sizes) >= 12
+
+
+def test_keys_stay_inside_the_view(open_views):
+    """JupyterLab acts on keys that reach its document listener; inside the view they stop at the
+    view, while the view's own controls still answer them."""
+    opened, ids = open_views()
+    page = opened.page
+    page.evaluate("() => { window.__keys = []; for (const type of ['keydown', 'keypress', 'keyup']) "
+                  "document.addEventListener(type, e => window.__keys.push(e.type + ' ' + e.key)); }")
+    page.locator("#outside").focus()
+    page.keyboard.press("m")
+    assert page.evaluate("() => window.__keys") == ["keydown m", "keypress m", "keyup m"], "the listener works"
+    page.evaluate("() => { window.__keys = []; }")
+    element_id, view = ids["short"]
+    root = opened.view(element_id)
+    layer = root.locator("select.av-layer")
+    layer.focus()
+    page.keyboard.press("ArrowDown")
+    assert root.get_attribute("data-layer") == "1", "the arrow key changed the layer menu"
+    root.locator('.av-head-toggle[data-head="0"]').focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("() => document.activeElement.dataset.head") == "1"
+    page.keyboard.press("Enter")
+    assert root.get_attribute("data-heads") == "0,1"
+    root.locator('button[data-mode="map"]').focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")
+    assert root.get_attribute("data-mode") == "lines"
+    root.locator(".av-token").nth(2).focus()
+    for key in ("m", "ArrowRight", "ArrowDown", "a", "b", "d", "Shift+Enter", "Escape"):
+        page.keyboard.press(key)
+    assert opened.state(element_id)["query"] == 4, "arrow keys move along the tokens"
+    assert page.evaluate("() => window.__keys") == [], "keys typed in the view reached the document"
+    # Lumino reads data-lm-suppress-shortcuts on the focused element before any shortcut's selector.
+    unmarked = root.evaluate(
+        "v => [...v.querySelectorAll('button, select, [tabindex]')].filter(e => e.tabIndex >= 0)"
+        ".filter(e => e.getAttribute('data-lm-suppress-shortcuts') !== 'true').map(e => e.outerHTML.slice(0, 80))")
+    assert not unmarked and root.get_attribute("data-lm-suppress-shortcuts") == "true", unmarked
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_screenshots_of_the_map_and_the_lines(open_views, width):
+    ARTIFACTS.mkdir(exist_ok=True)
+    opened, ids = open_views(viewport={"width": width, "height": 1000})
+    element_id, view = ids["long"]
+    root = opened.view(element_id)
+    root.scroll_into_view_if_needed()
+    root.locator(".av-token").nth(10).click()
+    root.screenshot(path=str(ARTIFACTS / f"attention-view-map-{width}.png"))
+    root.locator('.av-head-toggle[data-head="1"]').click()
+    root.locator('button[data-mode="lines"]').click()
+    root.locator('.av-label[data-side="query"][data-index="10"]').hover()
+    root.screenshot(path=str(ARTIFACTS / f"attention-view-lines-{width}.png"))
+    overflow = root.evaluate("v => v.scrollWidth - v.clientWidth")
+    assert overflow <= 1, f"the view is {overflow} px wider than its box at {width} px"
+    assert page_scroll(opened.page) <= 0, "the page scrolls sideways"
+
+
+def page_scroll(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
 
 
 # ---------------------------------------------------------------- every page, as a reader sees it
