@@ -14,19 +14,18 @@ import torch
 
 
 # Chapter 3 (The loss), section: From scores to probabilities to a loss
-class LossInputError(ValueError):
-    """Scores and targets that cannot be compared: wrong shapes, types or ids."""
-
-
-# Chapter 3 (The loss), section: From scores to probabilities to a loss
 def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log(softmax(logits)) along ``dim``, computed without overflow (the max trick)."""
     # log(e^s_c / sum e^s) = (s_c - m) - log sum e^(s - m) for any m; with m = max s
-    # every
-    # exponent is <= 0 and the sum is >= 1. The shift cancels, so it is a constant for
-    # autograd.
+    # every exponent is <= 0 and the sum is >= 1. The shift cancels, so it is a
+    # constant for autograd.
     shifted = logits - logits.amax(dim=dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+
+# Chapter 3 (The loss), section: From scores to probabilities to a loss
+class LossInputError(ValueError):
+    """Scores and targets that cannot be compared: wrong shapes, types or ids."""
 
 
 # Chapter 3 (The loss), section: From scores to probabilities to a loss
@@ -37,10 +36,9 @@ def cross_entropy(
     unnormalised scores.
 
     ``logits`` has shape (..., vocab_size) and ``targets`` the shape (...) with integer
-    ids.
-    ``reduction`` is "mean" (the average over all targets, the usual training loss),
-    "sum"
-    (the seed's sum over positions) or "none" (one loss per target). Units: nats.
+    ids. ``reduction`` is "mean" (the average over all targets, the usual training
+    loss), "sum" (the seed's sum over positions) or "none" (one loss per target).
+    Units: nats.
     """
     if logits.dim() < 1 or targets.shape != logits.shape[:-1]:
         raise LossInputError(
@@ -75,13 +73,13 @@ def cross_entropy(
     )
 
 
-# Chapter 3 (The loss), section: From scores to probabilities to a loss
+# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity
 def nats_to_bits(loss: float) -> float:
     """A loss in nats (natural log) in bits (log base 2): divide by ln 2."""
     return loss / math.log(2)
 
 
-# Chapter 3 (The loss), section: From scores to probabilities to a loss
+# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity
 def perplexity(loss: float) -> float:
     """exp(loss): the number of equally likely choices that would be as uncertain as
     the model."""
