@@ -130,13 +130,11 @@ def scaled_dot_product_attention(
     """softmax(Q K^T / sqrt(d_k)) V, returned with the attention weights.
 
     Shapes: query (..., T_q, d_k), key (..., T_k, d_k), value (..., T_k, d_v); the
-    leading
-    dimensions broadcast. With causal=True query i sees keys j <= i only. The optional
-    mask is
-    boolean, broadcastable to (..., T_q, T_k), True where attending is allowed; a query
-    that
-    may see no key at all gets NaN weights, so every row must allow at least one key.
-    Returns (output, weights) of shapes (..., T_q, d_v) and (..., T_q, T_k).
+    leading dimensions broadcast. With causal=True query i sees keys j <= i only. The
+    optional mask is boolean, broadcastable to (..., T_q, T_k), True where attending is
+    allowed; a query that may see no key at all gets NaN weights, so every row must
+    allow at least one key. Returns (output, weights) of shapes (..., T_q, d_v) and
+    (..., T_q, T_k).
     """
     _check_attention_inputs(query, key, value)
     scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
@@ -205,9 +203,8 @@ class LoopedMultiHeadAttention(_MultiHeadParameters):
     formula.
 
     It has the same parameters as :class:`MultiHeadAttention`, so they share state
-    dicts.
-    ``forward(x)`` takes (batch, length, d_model) and returns ``(output, weights)`` with
-    weights of shape (batch, heads, length, length).
+    dicts. ``forward(x)`` takes (batch, length, d_model) and returns ``(output,
+    weights)`` with weights of shape (batch, heads, length, length).
     """
 
     def _head_projection(self, x: torch.Tensor, block: int, head: int) -> torch.Tensor:
@@ -235,11 +232,10 @@ class LoopedMultiHeadAttention(_MultiHeadParameters):
 class MultiHeadAttention(_MultiHeadParameters):
     """Multi-head (self-)attention with the heads as a batch dimension.
 
-    ``forward(x)`` takes (batch, length, d_model) and returns ``(output, weights)``:
-    the output
-    has the input's shape, the weights are (batch, heads, length, length). With
-    ``causal=True``
-    (the default, as in a GPT) position t attends to positions 0..t only.
+    ``forward(x)`` takes (batch, length, d_model) and returns ``(output, weights)``: the
+    output has the input's shape, the weights are (batch, heads, length, length). With
+    ``causal=True`` (the default, as in a GPT) position t attends to positions 0..t
+    only.
     """
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

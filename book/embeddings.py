@@ -59,9 +59,8 @@ class PositionalEncoding(nn.Module):
         self.context_length, self.d_model, self.kind = context_length, d_model, kind
         if kind == "sinusoidal":
             # A buffer, not a parameter: it follows .to(device) but is never trained,
-            # and is
-            # recomputed rather than saved (persistent=False) since it depends only on
-            # the sizes.
+            # and is recomputed rather than saved (persistent=False) since it depends
+            # only on the sizes.
             self.register_buffer(
                 "table",
                 sinusoidal_positional_encoding(context_length, d_model),

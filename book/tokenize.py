@@ -37,9 +37,8 @@ def _check_ids(ids: Iterable[int], vocab_size: int, what: str) -> list[int]:
     checked = []
     for position, token_id in enumerate(ids):
         try:
-            token_id = operator.index(
-                token_id
-            )  # accepts numpy and 0-d torch integers, not floats
+            # accepts numpy and 0-d torch integers, not floats
+            token_id = operator.index(token_id)
         except TypeError:
             raise ValueError(
                 f"token ids must be integers; got {token_id!r} at position {position}"
@@ -123,10 +122,9 @@ class CharTokenizer:
 
 # Chapter 1 (From text to vectors), section: 1.2 Byte-pair encoding > Pre-tokenization
 # A pre-token is a word with the space before it, a number, a run of punctuation, a run
-# of
-# newlines or a run of other spaces. Merges never cross these boundaries, so a token is
-# never half of one word and half of the next. Letters are [^\W\d_]: any alphabet, not
-# only ASCII.
+# of newlines or a run of other spaces. Merges never cross these boundaries, so a token
+# is never half of one word and half of the next. Letters are [^\W\d_]: any alphabet,
+# not only ASCII.
 PRETOKEN_PATTERN = (
     r" ?[^\W\d_]+(?:'[^\W\d_]+)*"  # a word, its leading space, inner apostrophes
     r"| ?\d+"  # a number
@@ -179,9 +177,8 @@ class BPETokenizer:
     pre-tokenized words.
 
     ``id_to_token[i]`` is the text of token ``i``: first the alphabet in code-point
-    order,
-    then one token per merge. ``merges`` lists the merged pairs of token texts, in the
-    order learned.
+    order, then one token per merge. ``merges`` lists the merged pairs of token texts,
+    in the order learned.
     """
 
     def __init__(self, alphabet: str, merges: list[tuple[str, str]]):
@@ -197,15 +194,13 @@ class BPETokenizer:
         self.id_to_token: list[str] = list(alphabet)
         self.vocab: dict[str, int] = {char: i for i, char in enumerate(alphabet)}
         self.merges: list[tuple[str, str]] = []
-        self._merge_ranks: dict[
-            tuple[int, int], tuple[int, int]
-        ] = {}  # pair of ids -> (rank, new id)
+        # a pair of ids -> (its rank, the id of the token it merges into)
+        self._merge_ranks: dict[tuple[int, int], tuple[int, int]] = {}
         for left, right in merges:
             self._add_merge(left, right)
         self._cache: dict[str, tuple[int, ...]] = {}
         # Filled by train(): how often each merged pair occurred, and how many other
-        # pairs
-        # were exactly as frequent when it was chosen (decided by the tie rule).
+        # pairs were exactly as frequent when it was chosen (decided by the tie rule).
         self.merge_counts: list[int] = []
         self.merge_ties: list[int] = []
 
@@ -217,9 +212,8 @@ class BPETokenizer:
                     "yet"
                 )
         token = left + right
-        if (
-            token not in self.vocab
-        ):  # the same text can come from two merges: keep one id
+        # The same text can come from two merges: keep one id for it.
+        if token not in self.vocab:
             self.vocab[token] = len(self.id_to_token)
             self.id_to_token.append(token)
         pair = (self.vocab[left], self.vocab[right])
@@ -238,13 +232,10 @@ class BPETokenizer:
         """Learn up to ``num_merges`` merges from ``text``.
 
         Each step merges the most frequent adjacent pair of tokens, counted over the
-        unique
-        pre-tokens weighted by how often they occur. Equal counts go to the pair with
-        the
-        smaller (left id, right id), the rule of the ``tokenizers`` library. Training
-        stops
-        early when no pair occurs ``min_frequency`` times. ``alphabet`` adds characters
-        the text may lack.
+        unique pre-tokens weighted by how often they occur. Equal counts go to the pair
+        with the smaller (left id, right id), the rule of the ``tokenizers`` library.
+        Training stops early when no pair occurs ``min_frequency`` times. ``alphabet``
+        adds characters the text may lack.
         """
         if not text:
             raise ValueError("cannot train a tokenizer on empty text")
@@ -255,9 +246,8 @@ class BPETokenizer:
         words = [tuple(tokenizer.vocab[c] for c in word) for word in word_counts]
         counts = list(word_counts.values())
         pair_counts: Counter = Counter()
-        where: dict[
-            tuple[int, int], set[int]
-        ] = {}  # pair -> indices of the words holding it
+        # a pair -> the indices of the words holding it
+        where: dict[tuple[int, int], set[int]] = {}
         for index, (symbols, count) in enumerate(zip(words, counts)):
             for pair, n in _pairs(symbols).items():
                 pair_counts[pair] += n * count
