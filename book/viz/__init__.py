@@ -8,14 +8,21 @@ script and the weights are all inside the output (no CDN, no require.js, no file
     view = AttentionView(attention, tokens, title="Layer-by-layer attention")
     view                      # in a notebook: the interactive view
 
+Where it opens, for prose that points at something: ``layer=`` and ``head=`` (default 0 and 0),
+or ``heads=[0, 2]`` / ``heads="all"`` to show several heads together, and ``mode="lines"`` for
+the line picture (queries on the left, keys on the right, one line per weight, as bertviz
+draws it) instead of the heat map. The reader can change all of these in the view.
+
+    AttentionView(attention, tokens, layer=1, heads=[0, 2], mode="lines")
+
 ``attention`` holds probabilities: ``attention[layer, head, query, key]`` is how much the
 token at position ``query`` attends to the token at position ``key``, so each row
 ``attention[layer, head, query, :]`` sums to 1. Shapes ``(heads, T, T)`` (one layer) and
 ``(T, T)`` (one layer, one head) are accepted too; leading axes of size 1 are added.
 
 The weights are embedded quantised to 1/255 (one byte each; only the lower triangle when
-the attention is causal): a 4-layer, 4-head, 64-token view adds about 66 kB to a page, 44 kB
-of it the weights (29 kB when the server compresses the page).
+the attention is causal): a 4-layer, 4-head, 64-token view adds about 76 kB to a page, 44 kB
+of it the weights (35 kB when the server compresses the page).
 ``view.shown_weights()`` returns exactly the values the page shows.
 
 Token text is shown exactly as written, markup included: the script sets it as text,
