@@ -125,6 +125,22 @@ def test_normalize_merges_adjacent_streams_of_one_channel():
                                                                   ("stdout", "d\n")]
 
 
+def test_normalize_names_the_kernel_and_merges_a_cells_printed_pieces():
+    import nbformat
+
+    from book.tooling.normalize import KERNELSPEC, normalize
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1); print(2)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    notebook.cells.append(cell)
+    assert "kernelspec" not in notebook.metadata
+    assert normalize(notebook) is True
+    assert notebook.metadata["kernelspec"] == KERNELSPEC
+    assert [(o["name"], o["text"]) for o in notebook.cells[0].outputs] == [("stdout", "1\n2\n")]
+    assert normalize(notebook) is False, "a normalized notebook stays as it is"
+
 MAX_LINE = 88
 NOTEBOOKS = sorted(CHAPTERS[0].parent.glob("*.ipynb")) if CHAPTERS else []
 
