@@ -38,6 +38,32 @@ def test_continuation_logprobs_errors(tiny):
         apps.continuation_logprobs(model, tokenizer, ["a"], ["b" * 64])
 
 
+def test_sliding_window_scores_every_character_with_the_context_before_it(tiny):
+    model, tokenizer = tiny
+    context = model.config.context_length
+    prompt, continuation = TEXT[:150], TEXT[150:250]  # together far longer than the context (64)
+    stride = 16
+    score = apps.continuation_logprobs(model, tokenizer, [prompt], [continuation], stride=stride)[0]
+    ids = tokenizer.encode(prompt + continuation)
+    expected = 0.0
+    for start in range(len(prompt), len(ids), stride):
+        stop = min(start + stride, len(ids))
+        window = torch.tensor([ids[max(0, stop - context):stop]])
+        logp = model(window)[0].log_softmax(-1)[0]
+        offset = max(0, stop - context)
+        expected += sum(logp[p - 1 - offset, ids[p]] for p in range(start, stop))
+        assert start - 1 - offset >= context - stride - 1  # each character sees that much before it
+    torch.testing.assert_close(score, torch.as_tensor(expected, dtype=score.dtype))
+    # a stride as long as the continuation, when it fits, is the plain scorer
+    short = apps.continuation_logprobs(model, tokenizer, ["He is", "She is a"], [" fair", " king"], stride=5)
+    plain = apps.continuation_logprobs(model, tokenizer, ["He is", "She is a"], [" fair", " king"])
+    torch.testing.assert_close(short, plain)
+    with pytest.raises(apps.TaskError, match="stride must be"):
+        apps.continuation_logprobs(model, tokenizer, [prompt], [continuation], stride=0)
+    with pytest.raises(apps.TaskError, match="stride must be"):
+        apps.continuation_logprobs(model, tokenizer, [prompt], [continuation], stride=context + 1)
+
+
 def test_memorisation_shortcut_equals_greedy_generation(tiny):
     model, tokenizer = tiny
     passages = apps.sample_passages(TEXT, 6, 16, 12, seed=3)

@@ -137,12 +137,15 @@ def neutral_prompt(question: SelectionQuestion) -> str:
 
 
 @torch.no_grad()
-def candidate_scores(model: GPT, tokenizer, questions: list[SelectionQuestion], *,
-                     batch_size: int = 64) -> dict[str, torch.Tensor]:
+def candidate_scores(model: GPT, tokenizer, questions: list[SelectionQuestion], *, batch_size: int = 64,
+                     stride: int | None = None) -> dict[str, torch.Tensor]:
     """For every question and candidate (shape (questions, candidates)): the log-probabilities needed.
 
     ``conditional`` is log p(reply | context) and ``prior`` log p(reply | speaker's name) in nats,
-    ``chars`` the reply's length in characters. The context is cut from the left to fit the model.
+    ``chars`` the reply's length in characters. By default the context is cut from the left so that
+    context and reply fit one window (a 180-character reply keeps 76 characters of context in the
+    shipped model's 256); with ``stride`` the reply is read in pieces of that many characters, each
+    with the whole window before it (see :func:`~book.applications.scoring.continuation_logprobs`).
     """
     if not questions:
         raise TaskError("no questions to score")
@@ -154,7 +157,8 @@ def candidate_scores(model: GPT, tokenizer, questions: list[SelectionQuestion], 
     neutrals = [neutral_prompt(q) for q in questions for _ in q.candidates]
 
     def score(prompts):
-        parts = [continuation_logprobs(model, tokenizer, prompts[i:i + batch_size], replies[i:i + batch_size])
+        parts = [continuation_logprobs(model, tokenizer, prompts[i:i + batch_size], replies[i:i + batch_size],
+                                       stride=stride)
                  for i in range(0, len(replies), batch_size)]
         return torch.cat(parts).double().view(len(questions), width)
 

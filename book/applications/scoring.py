@@ -22,34 +22,52 @@ SHIPPED_CHECKPOINT = ROOT / "checkpoints" / "shakespeare-char"
 
 
 @torch.no_grad()
-def continuation_logprobs(model: GPT, tokenizer, prompts: list[str], continuations: list[str]) -> torch.Tensor:
+def continuation_logprobs(model: GPT, tokenizer, prompts: list[str], continuations: list[str], *,
+                          stride: int | None = None) -> torch.Tensor:
     """Total log-probability (nats) of each continuation given its prompt, shape (len(prompts),).
 
-    The prompt is cut from the left so that prompt plus continuation fits the context.
+    Without ``stride``, the prompt is cut from the left so that prompt plus continuation fits the
+    context: a long continuation then leaves little of the prompt in view. With ``stride``, the
+    continuation is scored in pieces of ``stride`` characters, each read in a window of the whole
+    context that ends where the piece ends, so every character is predicted from at least
+    ``context - stride - 1`` characters before it (the sliding-window evaluation of long texts).
     """
     if len(prompts) != len(continuations):
         raise TaskError(f"{len(prompts)} prompts but {len(continuations)} continuations")
     context = model.config.context_length
-    rows, spans = [], []
-    for prompt, continuation in zip(prompts, continuations):
+    if stride is not None and not (isinstance(stride, int) and 0 < stride <= context):
+        raise TaskError(f"stride must be a whole number of characters from 1 to the context ({context}), "
+                        f"got {stride!r}")
+    rows, targets = [], []  # one row per window; targets: (first, last) predicted positions in it
+    owner = []
+    for number, (prompt, continuation) in enumerate(zip(prompts, continuations)):
         if not continuation:
             raise TaskError("an empty continuation has no probability to score")
-        if len(continuation) >= context:
+        if stride is None and len(continuation) >= context:
             raise TaskError(f"continuation of {len(continuation)} characters does not fit the context ({context})")
-        ids = tokenizer.encode(prompt + continuation)[-context:]
-        rows.append(ids)
-        spans.append(len(tokenizer.encode(continuation)))
+        ids = tokenizer.encode(prompt + continuation)
+        span = len(tokenizer.encode(continuation))
+        first = len(ids) - span  # the position of the continuation's first token
+        if first == 0:
+            raise TaskError("an empty prompt leaves the continuation's first character nothing to follow")
+        piece = span if stride is None else stride
+        for start in range(first, len(ids), piece):
+            stop = min(start + piece, len(ids))  # predict tokens start..stop-1
+            begin = max(0, stop - context)
+            rows.append(ids[begin:stop - 1])
+            targets.append((ids[start:stop], start - begin - 1))
+            owner.append(number)
     width = max(map(len, rows))
     idx = torch.zeros(len(rows), width, dtype=torch.long)
     for i, ids in enumerate(rows):
         idx[i, :len(ids)] = torch.tensor(ids)
     model.eval()
-    logits, _ = model(idx)
-    logp = F.log_softmax(logits[:, :-1], dim=-1).gather(-1, idx[:, 1:, None])[..., 0]
-    totals = []
-    for i, (ids, span) in enumerate(zip(rows, spans)):
-        totals.append(logp[i, len(ids) - 1 - span:len(ids) - 1].sum())
-    return torch.stack(totals)
+    logp = F.log_softmax(model(idx)[0], dim=-1)
+    totals = torch.zeros(len(prompts), dtype=logp.dtype)
+    for i, ((wanted, offset), number) in enumerate(zip(targets, owner)):
+        positions = torch.arange(offset, offset + len(wanted))
+        totals[number] += logp[i, positions, torch.tensor(wanted)].sum()
+    return totals
 
 
 def greedy_continuations(model: GPT, tokenizer, prompts: list[str], n_chars: int) -> list[str]:
