@@ -62,7 +62,8 @@
   function allHeads() { return H > 1 && state.heads.length === H; }
   function headsText() {
     if (!several()) return "head " + state.heads[0];
-    return allHeads() ? "mean of all " + H + " heads" : "mean of heads " + state.heads.join(", ");
+    if (allHeads()) return H === 2 ? "mean of both heads" : "mean of all " + H + " heads";
+    return "mean of heads " + state.heads.join(", ");
   }
   function meanWeight(q, k) {
     var total = 0;
