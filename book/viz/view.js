@@ -135,7 +135,7 @@
   var readout = el("div", "av-readout"); readout.setAttribute("aria-live", "polite");
   function point(i, dir) { state.hover = i; state.hoverDir = dir || state.dir; render(); }
   function leave() { state.hover = null; render(); }
-  function pick(i, dir) { state.pinned = i; if (dir) state.dir = dir; state.hover = null; render(); reveal(); }
+  function pick(i, dir, inBox) { state.pinned = i; if (dir) state.dir = dir; state.hover = null; render(); if (!inBox) reveal(); }
   // Scroll the map's or the lines' own box (never the page) so that the selected token shows.
   function reveal() {
     var box = state.mode === "lines" ? linesScroll : matrixScroll, step = state.mode === "lines" ? rowHeight : geometry.cell;
@@ -189,7 +189,7 @@
       var dir = side === "query" ? "to" : "from";
       label.addEventListener("mouseenter", function () { point(i, dir); });
       label.addEventListener("mouseleave", leave);
-      label.addEventListener("click", function () { pick(i, dir); });
+      label.addEventListener("click", function () { pick(i, dir, true); });  // already in sight: no scrolling
       column.appendChild(label);
       return label;
     });
