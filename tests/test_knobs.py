@@ -160,6 +160,18 @@ def test_display_shows_controls_then_the_result_and_updates_it_in_place(tiny, sh
     assert WIDGET_VIEW not in first.data, "the result is an ordinary output: the static book shows it"
 
 
+def test_controls_and_result_can_be_shown_in_two_cells(shell):
+    knob = AdaptationKnob(toy_curve, step_size=0.02, steps=3)
+    with capture_output() as captured:
+        knob.show_controls()
+        knob.show_result()
+        knob.steps.value = 4
+    controls, result, update = captured.outputs
+    assert WIDGET_VIEW in controls.data and WIDGET_VIEW not in result.data
+    assert update.update and update.transient == result.transient
+    assert update.data["text/plain"] == knob.summary()
+
+
 def test_a_problem_replaces_the_shown_result(tiny, shell):
     model, tokenizer = tiny
     knob = GenerationKnob(model, tokenizer, "to be", length=10)

@@ -133,11 +133,22 @@ class _Knob:
         data["text/plain"] = CONTROLS_TEXT
         return data
 
-    def _ipython_display_(self) -> None:
+    def show_controls(self) -> None:
+        """Display the controls alone (then :meth:`show_result` in a cell of its own, e.g. one
+        with a figure caption: Jupyter Book captions every output of a captioned cell)."""
         from IPython.display import display
 
         display(self.controls_bundle(), raw=True)
+
+    def show_result(self) -> None:
+        """Display the current result; the controls replace it in place from then on."""
+        from IPython.display import display
+
         self._handle = display(self.bundle(), raw=True, display_id=True)
+
+    def _ipython_display_(self) -> None:
+        self.show_controls()
+        self.show_result()
 
 
 # ---------------------------------------------------------------------------------------------- generation
