@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick    # the kernels only, in under two minutes
     python benchmarks/run.py --json     # machine-readable: {"results": [{"name", "ratio", "a", "b", "unit"}]}
     python benchmarks/run.py --save benchmarks/results.json   # what the Performance appendix shows
+    python benchmarks/run.py --only threads --update benchmarks/results.json   # one measurement again
     python benchmarks/run.py --only memory threads            # some of the measurements
 
 Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for the book's version):
@@ -286,11 +287,16 @@ for _ in range(steps + 2):
     optimizer.zero_grad(set_to_none=True)
     times.append(time.perf_counter() - start)
 prompt = torch.zeros(1, 1, dtype=torch.long)
+if book.cpu.generation_threads() is not None:  # as python -m book.generate does
+    torch.set_num_threads(book.cpu.generation_threads())
 generate(model.eval(), prompt, max_new_tokens=10, do_sample=False)
-start = time.perf_counter()
-generate(model, prompt, max_new_tokens=60, do_sample=False)
+token_times = []
+for _ in range(7):  # a busy machine makes single runs noisy: the median of seven
+    start = time.perf_counter()
+    generate(model, prompt, max_new_tokens=60, do_sample=False)
+    token_times.append((time.perf_counter() - start) / 60)
 print(json.dumps({"train_ms": 1000 * statistics.median(times[2:]),
-                  "generate_ms": 1000 * (time.perf_counter() - start) / 60, "threads": torch.get_num_threads()}))
+                  "generate_ms": 1000 * statistics.median(token_times), "threads": torch.get_num_threads()}))
 """
 
 
@@ -438,6 +444,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="kernels only, fewer repetitions (under two minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--save", type=pathlib.Path, help="also write the JSON to this file")
+    parser.add_argument("--update", type=pathlib.Path, metavar="FILE",
+                        help="replace the rows of these measurements in a saved results file, keeping the others")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only these measurements: {', '.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
@@ -450,6 +458,13 @@ def main(argv=None):
               "results": results}
     if args.save:
         args.save.write_text(json.dumps(report, indent=2) + "\n")
+    if args.update:
+        saved = json.loads(args.update.read_text())
+        fresh = {r["name"] for r in results}
+        saved["results"] = [r for r in saved["results"] if r["name"] not in fresh] + results
+        saved.setdefault("updates", []).append({"only": names, "machine": report["machine"],
+                                                "seconds": report["seconds"]})
+        args.update.write_text(json.dumps(saved, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -1,18 +1,21 @@
-"""How the commands use the CPU: half the cores as threads, and idle threads that sleep.
+"""How the commands use the CPU: every core for training, threads that wait only briefly, one for generation.
 
 PyTorch splits each operation over OpenMP threads, by default one per core. Between two
-operations the threads waiting for work spin (they stay on their core, polling). On a machine
-busy with other work, a spinning thread takes the core that the thread it waits for needs, and a
-training step of the book's small models becomes many times slower; with
-``OMP_WAIT_POLICY=PASSIVE`` the waiting threads sleep. Using half the cores leaves room for the
-other work, and costs little on an idle machine because the book's matrices are small.
-``python benchmarks/run.py --only threads`` compares these settings with PyTorch's default and
-with one thread, on an idle machine and on a busy one, as ratios to the best setting.
+operations the threads waiting for work spin (they stay on their core, polling) for a while
+before they sleep: about 300,000 polls with the GNU OpenMP that PyTorch ships. On an idle
+machine that keeps a training step fast; on a machine busy with other work, a spinning thread
+takes the core that the thread it waits for needs, and a step of the book's small models
+becomes several times slower. The commands shorten the spin to ``GOMP_SPINCOUNT`` polls, enough
+to bridge the gaps inside a training step and short enough to yield a busy core. Generating one
+token is a chain of operations too small to split, so ``python -m book.generate`` uses one
+thread (:data:`GENERATION_THREADS`). ``python benchmarks/run.py --only threads`` compares these
+settings with PyTorch's default, ``OMP_WAIT_POLICY=PASSIVE`` and one thread, on an idle machine
+and on a busy one, as ratios to the best setting.
 
 The commands (``python -m book.train``, ``book.generate``) import this module before PyTorch,
 because OpenMP reads its settings once, when PyTorch loads it. A setting already in the
-environment is kept (``OMP_WAIT_POLICY=ACTIVE`` restores spinning, ``OMP_NUM_THREADS=N`` or
-``--threads N`` sets the threads); ``BOOK_CPU_DEFAULTS=0`` leaves the environment alone. In a
+environment is kept (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set the waiting, ``OMP_NUM_THREADS=N``
+or ``--threads N`` the threads); ``BOOK_CPU_DEFAULTS=0`` leaves the environment alone. In a
 notebook, set the variables before ``import torch`` (or in the shell that starts Jupyter).
 """
 from __future__ import annotations
@@ -20,14 +23,19 @@ from __future__ import annotations
 import os
 import sys
 
-SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // 2))}
+SETTINGS = {"GOMP_SPINCOUNT": "3000", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+GENERATION_THREADS = 1
 
 
 def apply(environ=os.environ) -> dict[str, str]:
     """Put the book's settings into ``environ`` where they are not set yet; return what was set."""
     if environ.get("BOOK_CPU_DEFAULTS", "1") == "0":
         return {}
-    applied = {name: value for name, value in SETTINGS.items() if name not in environ}
+    if "OMP_WAIT_POLICY" in environ:  # the reader chose how threads wait; a spin count would override it
+        settings = {k: v for k, v in SETTINGS.items() if k != "GOMP_SPINCOUNT"}
+    else:
+        settings = SETTINGS
+    applied = {name: value for name, value in settings.items() if name not in environ}
     environ.update(applied)
     return applied
 
@@ -35,7 +43,16 @@ def apply(environ=os.environ) -> dict[str, str]:
 def describe() -> str:
     """How this process's OpenMP threads wait, for the start-of-training summary."""
     policy = os.environ.get("OMP_WAIT_POLICY", "").upper()
-    return {"PASSIVE": "idle threads sleep", "ACTIVE": "idle threads spin"}.get(policy, "idle threads spin a while")
+    if policy in ("PASSIVE", "ACTIVE"):
+        return {"PASSIVE": "idle threads sleep", "ACTIVE": "idle threads spin"}[policy]
+    if "GOMP_SPINCOUNT" in os.environ:
+        return f"idle threads spin {os.environ['GOMP_SPINCOUNT']} polls, then sleep"
+    return "idle threads spin a while"
+
+
+def generation_threads() -> int | None:
+    """The threads ``book.generate`` should use: one, unless the reader set ``OMP_NUM_THREADS``."""
+    return GENERATION_THREADS if "OMP_NUM_THREADS" in APPLIED else None
 
 
 # Too late once PyTorch is loaded: OpenMP has read the environment already.

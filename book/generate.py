@@ -167,6 +167,9 @@ def main(argv=None) -> int:
     from book.tokenize import UnknownCharacterError
 
     args = parse_args(argv)
+    threads = book.cpu.generation_threads()
+    if threads is not None:  # one token at a time: operations too small to share between threads
+        torch.set_num_threads(threads)
     try:
         check_settings(args)
         device = resolve_device(args.device)

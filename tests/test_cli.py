@@ -123,15 +123,16 @@ def test_the_final_step_is_saved_once_and_every_evaluation_before_it(tmp_path, m
     assert meta["step"] == 12 and meta["metadata"]["val_loss_batches"] == 2
 
 
-def test_the_commands_make_idle_threads_sleep_unless_told_otherwise():
+def test_the_commands_make_idle_threads_spin_briefly_unless_told_otherwise():
     from book import cpu
 
-    half = str(max(1, (os.cpu_count() or 1) // 2))
-    assert cpu.apply({}) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": half}
+    cores = str(os.cpu_count() or 1)
+    assert cpu.apply({}) == {"GOMP_SPINCOUNT": "3000", "OMP_NUM_THREADS": cores}
     assert cpu.apply({"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "3"}) == {}
+    assert cpu.apply({"OMP_WAIT_POLICY": "PASSIVE"}) == {"OMP_NUM_THREADS": cores}
     assert cpu.apply({"BOOK_CPU_DEFAULTS": "0"}) == {}
-    probe = "import os, book.train, torch; print(os.environ['OMP_WAIT_POLICY'])"
-    for environment, expected in (({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
+    probe = "import os, book.train, torch; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"
+    for environment, expected in (({}, "3000"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "unset")):
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600,
                                 env={"PATH": "/usr/bin:/bin", **environment})
         assert result.stdout.strip() == expected, result.stderr
