@@ -271,6 +271,9 @@ from book.presets import get_preset
 from book.training import optimizer_for
 
 steps = int(sys.argv[1])
+training_threads = book.cpu.training_threads()
+if training_threads is not None:  # as python -m book.train does
+    torch.set_num_threads(training_threads)
 preset = get_preset("nanogpt-cpu")
 config = GPTConfig(vocab_size=65, **preset.model)
 torch.manual_seed(0)

@@ -6,7 +6,10 @@ before they sleep: about 300,000 polls with the GNU OpenMP that PyTorch ships. O
 machine that keeps a training step fast; on a machine busy with other work, a spinning thread
 takes the core that the thread it waits for needs, and a step of the book's small models
 becomes several times slower. The commands shorten the spin to ``GOMP_SPINCOUNT`` polls, enough
-to bridge the gaps inside a training step and short enough to yield a busy core. Generating one
+to bridge the gaps inside a training step and short enough to yield a busy core, and
+``python -m book.train`` trains on the cores that are free when it starts (:func:`training_threads`:
+it watches the machine for a tenth of a second), so that its threads do not queue behind other
+work. Generating one
 token is a chain of operations too small to split, so ``python -m book.generate`` uses one
 thread (:data:`GENERATION_THREADS`). ``python benchmarks/run.py --only threads`` compares these
 settings with PyTorch's default, ``OMP_WAIT_POLICY=PASSIVE`` and one thread, on an idle machine
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 SETTINGS = {"GOMP_SPINCOUNT": "3000", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
 GENERATION_THREADS = 1
@@ -48,6 +52,39 @@ def describe() -> str:
     if "GOMP_SPINCOUNT" in os.environ:
         return f"idle threads spin {os.environ['GOMP_SPINCOUNT']} polls, then sleep"
     return "idle threads spin a while"
+
+
+def _cpu_times(stat_path: str) -> tuple[int, int]:
+    """(idle, total) jiffies of all cores together, from the first line of /proc/stat."""
+    with open(stat_path) as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait; user ... steal
+
+
+def free_cores(cores: int | None = None, seconds: float = 0.1, stat_path: str = "/proc/stat") -> float | None:
+    """How many of ``cores`` were idle over the next ``seconds``, or None where /proc/stat is not readable."""
+    cores = cores or os.cpu_count() or 1
+    try:
+        idle_before, total_before = _cpu_times(stat_path)
+        time.sleep(seconds)
+        idle_after, total_after = _cpu_times(stat_path)
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total_after - total_before
+    return cores if elapsed <= 0 else cores * (idle_after - idle_before) / elapsed
+
+
+def training_threads(applied: dict | None = None, measure=free_cores) -> int | None:
+    """The threads ``book.train`` should use: the cores free now (at least one), unless the reader set
+    ``OMP_NUM_THREADS`` (``applied``: what :func:`apply` set). On a busy machine, a thread more than
+    the free cores waits for a core at every operation, and each operation waits for its slowest
+    thread."""
+    applied = APPLIED if applied is None else applied
+    if "OMP_NUM_THREADS" not in applied:
+        return None
+    cores = int(applied["OMP_NUM_THREADS"])
+    free = measure(cores)
+    return cores if free is None else max(1, min(cores, round(free)))
 
 
 def generation_threads() -> int | None:

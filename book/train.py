@@ -13,9 +13,10 @@ On several processes (one machine or many), launch the same command with ``torch
 value is a UTF-8 text file, of which the last 10% is held out for validation.
 The last line printed holds the results, e.g. ``step=2000 val_loss=1.8123 ms_per_iter=38.1``.
 
-Threads: this command uses every CPU core as a thread (--threads changes it) and lets an idle
-thread spin only briefly before it sleeps (GOMP_SPINCOUNT=3000, see book/cpu.py): PyTorch's
-default spin makes a step several times slower on a machine busy with other work.
+Threads: this command uses a thread for every CPU core that is free when it starts (--threads
+or OMP_NUM_THREADS changes it) and lets an idle thread spin only briefly before it sleeps
+(GOMP_SPINCOUNT=3000, see book/cpu.py): PyTorch's default, a spinning thread on every core, makes
+a step several times slower on a machine busy with other work.
 `python benchmarks/run.py --only threads` measures the settings on your machine.
 """
 from __future__ import annotations
@@ -72,8 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="random seed for initialisation and batches")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps, where available")
     parser.add_argument("--threads", type=int,
-                        help="CPU threads for torch (default: every core, or OMP_NUM_THREADS; idle threads "
-                             "spin briefly, see book/cpu.py)")
+                        help="CPU threads for torch (default: the cores free at the start, or OMP_NUM_THREADS; "
+                             "idle threads spin briefly, see book/cpu.py)")
     parser.add_argument("--eval-interval", type=int, help="steps between evaluations (and checkpoints)")
     parser.add_argument("--final-eval-iters", type=int, default=200,
                         help="batches for the final validation loss (default 200; 0: the last periodic estimate)")
@@ -152,8 +153,9 @@ def check_settings(args: argparse.Namespace, preset) -> dict:
 def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     overrides = check_settings(args, preset)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    threads = args.threads if args.threads is not None else book.cpu.training_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     out = pathlib.Path(args.out)
     process, device = distributed.start(args.device)
     try:

@@ -136,3 +136,24 @@ def test_the_commands_make_idle_threads_spin_briefly_unless_told_otherwise():
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600,
                                 env={"PATH": "/usr/bin:/bin", **environment})
         assert result.stdout.strip() == expected, result.stderr
+
+
+def test_training_takes_the_cores_that_are_free_unless_the_reader_chose(tmp_path, monkeypatch):
+    from book import cpu
+
+    assert cpu.training_threads({"OMP_NUM_THREADS": "8"}, measure=lambda cores: 7.6) == 8
+    assert cpu.training_threads({"OMP_NUM_THREADS": "8"}, measure=lambda cores: 2.7) == 3
+    assert cpu.training_threads({"OMP_NUM_THREADS": "8"}, measure=lambda cores: 0.1) == 1  # never none
+    assert cpu.training_threads({"OMP_NUM_THREADS": "8"}, measure=lambda cores: None) == 8  # no /proc/stat
+    assert cpu.training_threads({}, measure=lambda cores: 0.1) is None  # OMP_NUM_THREADS was the reader's
+    stat = tmp_path / "stat"
+    snapshots = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  250 0 150 900 100 0 0 0 0 0\n"])
+
+    def read_next(seconds):
+        stat.write_text(next(snapshots))
+
+    read_next(0)
+    monkeypatch.setattr(cpu.time, "sleep", read_next)
+    # 400 jiffies passed, 200 of them idle or waiting for the disk: half of 4 cores free
+    assert cpu.free_cores(4, stat_path=str(stat)) == 2.0
+    assert cpu.free_cores(4, seconds=0, stat_path=str(tmp_path / "missing")) is None
