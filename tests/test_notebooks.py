@@ -104,6 +104,18 @@ def test_has_summary_and_checked_exercises(path):
 
 
 @pytest.mark.parametrize("path", sorted(CHAPTERS[0].parent.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_opens_with_a_box_saying_what_the_reader_will_get(path):
+    cells = load(path)["cells"]
+    openers = [i for i, cell in enumerate(cells) if "opener" in cell["metadata"].get("tags", [])]
+    assert len(openers) == 1, f"{len(openers)} cells tagged opener; one is expected, under the title"
+    opener = cells[openers[0]]
+    assert opener["cell_type"] == "markdown" and re.match(r"> \*\*What you will \w+", text_of(opener)), \
+        "the opener is a blockquote that starts with '> **What you will ...**'"
+    before = [cell for cell in cells[:openers[0]] if not is_setup_cell(cell)]
+    assert len(before) == 1 and text_of(before[0]).startswith("# "), "the opener comes right after the title cell"
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS[0].parent.glob("*.ipynb")), ids=lambda p: p.stem)
 def test_notebooks_name_their_kernel_and_store_one_stream_per_channel(path):
     import nbformat
 
