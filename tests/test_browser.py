@@ -403,6 +403,9 @@ def view_page(tmp_path_factory):
         "long": AttentionView(peaked_attention(4, 4, 64, seed=2), repeated_words(64), title="64 tokens"),
         "longer": AttentionView(peaked_attention(2, 2, 128, seed=3), repeated_words(128), title="128 tokens",
                                 mode="lines"),
+        "sparse": AttentionView(np.array([[1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.003, 0.897, 0.1, 0],
+                                          [0.002, 0, 0.996, 0.002]]),
+                                ["a", "b", "c", "d"], title="Weights that round to zero"),
     }
     body, ids = [], {}
     for name, view in views.items():
@@ -547,20 +550,72 @@ def test_the_readout_names_positions(open_views):
     assert f"\u201c{view.tokens[best]}\u201d @{best} {view.shown_weights()[0, 0, 5, best]:.2f}" in readout
 
 
+def map_geometry(root) -> dict:
+    """The map's cell size, how often a row and column is labelled, and its width against the view's."""
+    return root.locator("canvas.av-matrix").evaluate(
+        "c => { const box = c.getBoundingClientRect(), view = c.closest('[data-attention-view]')"
+        ".getBoundingClientRect(), scroll = c.parentElement;"
+        " return {cell: +c.dataset.cell, every: +c.dataset.labelEvery, width: box.width,"
+        " styled: parseFloat(c.style.width), left: box.left - view.left, right: view.right - box.right,"
+        " overflow: scroll.scrollWidth - scroll.clientWidth}; }")
+
+
 def test_long_texts_keep_readable_labels(open_views):
     opened, ids = open_views()
     for name in ("long", "longer"):
         element_id, view = ids[name]
         root = opened.view(element_id)
-        root.locator(f'button[data-mode="{"lines" if name == "long" else "map"}"]').click()
-        # The map gives every row a cell tall enough for its label, scrolling rather than shrinking.
-        width = root.locator("canvas.av-matrix").evaluate("c => parseFloat(c.style.width)")
-        assert width >= 10 * view.length, f"{name}: map {width} px wide for {view.length} tokens"
+        root.locator('button[data-mode="map"]').click()
+        geometry = map_geometry(root)
+        assert geometry["overflow"] <= 0 and geometry["left"] >= 0 and geometry["right"] >= 0, (name, geometry)
+        # Labels of 9-10 px: a row of its own each where the view is wide enough, else every n-th.
+        assert geometry["cell"] * geometry["every"] >= 9, (name, geometry)
+        if name == "long":
+            assert geometry["every"] == 1 and geometry["cell"] >= 11, f"64 tokens fit with a label each: {geometry}"
+        else:
+            caption = root.locator(".av-matrix-box figcaption").text_content()
+            assert geometry["every"] > 1 and "token is labelled" in caption, (geometry, caption)
         root.locator('button[data-mode="lines"]').click()
         sizes = root.locator(".av-label").evaluate_all(
             "ls => ls.map(l => [parseFloat(getComputedStyle(l).fontSize), l.getBoundingClientRect().height])")
         assert len(sizes) == 2 * view.length
         assert min(size for size, _ in sizes) >= 10 and min(height for _, height in sizes) >= 12
+
+
+def test_the_map_fits_a_phone(open_views):
+    """At 390 px every column of the map is on the screen, drawn at its own size (so labels keep their font size)."""
+    opened, ids = open_views(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                             has_touch=True)
+    for name in ("short", "long", "longer"):
+        element_id, view = ids[name]
+        root = opened.view(element_id)
+        root.locator('button[data-mode="map"]').click()
+        geometry = map_geometry(root)
+        assert geometry["overflow"] <= 0 and geometry["left"] >= 0 and geometry["right"] >= 0, (name, geometry)
+        assert root.evaluate("v => v.getBoundingClientRect().right") <= 390 + 1
+        assert abs(geometry["width"] - geometry["styled"]) <= 1, f"{name}: the canvas is scaled: {geometry}"
+        assert geometry["cell"] * geometry["every"] >= 9, (name, geometry)
+        # A click on the map's last column still selects it (the geometry maps clicks to cells).
+        box = root.locator("canvas.av-matrix").bounding_box()
+        root.locator('button[data-direction="from"]').click()
+        root.locator("canvas.av-matrix").click(position={"x": box["width"] - geometry["cell"] / 2,
+                                                         "y": box["height"] - geometry["cell"] / 2})
+        assert opened.state(element_id)["query"] == view.length - 1, name
+
+
+def test_the_readout_leaves_out_weights_that_read_zero(open_views):
+    opened, ids = open_views()
+    element_id, view = ids["sparse"]
+    root = opened.view(element_id)
+    readout = root.locator(".av-readout")
+    assert readout.text_content() == "\u201cd\u201d @3 attends most to \u201cc\u201d @2 1.00"
+    root.locator(".av-token").nth(2).click()
+    assert readout.text_content() == "\u201cc\u201d @2 attends most to \u201cb\u201d @1 0.90, \u201cc\u201d @2 0.10"
+    root.locator('button[data-direction="from"]').click()
+    root.locator(".av-token").nth(0).click()
+    assert readout.text_content() == "\u201ca\u201d @0 is attended most by \u201ca\u201d @0 1.00, \u201cb\u201d @1 0.50"
+    root.locator(".av-token").nth(3).click()  # only "d" itself looks at "d", with a weight that reads 0.00
+    assert readout.text_content() == "\u201cd\u201d @3 is attended most by \u201cd\u201d @3 <0.01"
 
 
 def test_keys_stay_inside_the_view(open_views):

@@ -162,8 +162,9 @@
   });
 
   var panels = el("div", "av-panels");
-  // The map: rows are queries, columns keys. A long text gets a larger map in a scrolling box,
-  // so that every row and column keeps a label that can be read.
+  // The map: rows are queries, columns keys. It is as wide as the view at most, so that no
+  // column is ever out of sight on a narrow screen; where the cells are too small for a label
+  // each, every n-th row and column is labelled (the chips and the readout name all tokens).
   var matrixFigure = el("figure", "av-matrix-box"), matrixScroll = el("div", "av-scroll");
   var matrix = el("canvas", "av-matrix");
   matrix.setAttribute("role", "img");
@@ -247,7 +248,8 @@
 
   // The map is painted once per layer, heads and theme into an off-screen canvas; moving the
   // selection only copies it back and draws the outline, so hovering stays fast for long texts.
-  var LABELLED = 160;  // beyond this many tokens a label per row would make the map too large
+  var LABELLED = 160;  // beyond this many tokens even thinned labels say little
+  var SMALLEST_CELL = 2;  // below this a cell is no longer seen; the canvas is then scaled down by CSS
   var geometry = null, painted = { key: null, canvas: document.createElement("canvas") };
   function fit(ctx, text, width) {
     if (ctx.measureText(text).width <= width) return text;
@@ -256,14 +258,17 @@
   }
   function paintMap(fg, rgb, ratio) {
     var canvas = painted.canvas, ctx = canvas.getContext("2d"), labels = T <= LABELLED, margin = 0;
-    var avail = Math.max(160, Math.min(420, available())), fontSize = T <= 24 ? 11 : T <= 64 ? 10 : 9;
+    var avail = available(), fontSize = T <= 24 ? 11 : T <= 64 ? 10 : 9;
     var font = fontSize + "px ui-monospace, Menlo, Consolas, monospace";
     ctx.font = font;
     if (labels) tokens.forEach(function (t) { margin = Math.max(margin, ctx.measureText(shown(t)).width); });
     margin = labels ? Math.min(T <= 24 ? 80 : 64, Math.ceil(margin) + 8) : 0;
-    var cell = Math.max(labels && T > 24 ? fontSize + 1 : 2, Math.floor((avail - margin) / T)), size = margin + cell * T;
+    // A short text fills up to 420 px; a long one gets a cell per label as long as the view is wide enough.
+    var cell = Math.max(labels && T > 24 ? fontSize + 1 : 2, Math.floor((Math.min(420, avail) - margin) / T));
+    if (margin + cell * T > avail) cell = Math.max(SMALLEST_CELL, Math.floor((avail - margin) / T));
+    var every = labels ? Math.max(1, Math.ceil(fontSize / cell)) : 0, size = margin + cell * T;
     var key = [state.layer, state.heads.join(","), fg, rgb.join(","), ratio, size].join("|");
-    geometry = { margin: margin, cell: cell, size: size };
+    geometry = { margin: margin, cell: cell, size: size, every: every };
     if (painted.key === key) return canvas;
     canvas.width = Math.round(size * ratio); canvas.height = Math.round(size * ratio);
     ctx = canvas.getContext("2d"); ctx.setTransform(ratio, 0, 0, ratio, 0, 0); ctx.font = font;
@@ -279,6 +284,7 @@
     if (labels) {
       ctx.fillStyle = fg; ctx.textBaseline = "middle";
       tokens.forEach(function (t, i) {
+        if (i % every) return;
         var label = fit(ctx, shown(t), margin - 6);
         ctx.textAlign = "right"; ctx.fillText(label, margin - 4, margin + (i + 0.5) * cell);
         ctx.save(); ctx.translate(margin + (i + 0.5) * cell, margin - 4); ctx.rotate(-Math.PI / 2);
@@ -295,6 +301,7 @@
       matrix.width = map.width; matrix.height = map.height;
     }
     matrix.style.width = geometry.size + "px";
+    matrix.setAttribute("data-cell", String(cell)); matrix.setAttribute("data-label-every", String(geometry.every));
     var ctx = matrix.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.clearRect(0, 0, matrix.width, matrix.height); ctx.drawImage(map, 0, 0);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -354,6 +361,10 @@
     });
   }
 
+  function ordinal(n) {
+    var tens = n % 100, ones = n % 10;
+    return n + (tens > 10 && tens < 14 ? "th" : ones === 1 ? "st" : ones === 2 ? "nd" : ones === 3 ? "rd" : "th");
+  }
   // Two decimals: the page holds weights in steps of 1/255, so a third decimal would be noise.
   function format(w) { return w.toFixed(2); }
   function render() {
@@ -398,9 +409,9 @@
       if (!isMasked) ranked.push([w, j]);
     });
     ranked.sort(function (a, c) { return c[0] - a[0] || a[1] - c[1]; });
-    var best = ranked.slice(0, 3).filter(function (r) { return r[0] > 0; }).map(function (r) {
-      return named(r[1]) + " " + format(r[0]);
-    });
+    // The three largest weights, leaving out any that would read 0.00 (the largest always shows).
+    var best = ranked.slice(0, 3).filter(function (r, n) { return r[0] > 0 && (n === 0 || r[0] >= 0.005); })
+      .map(function (r) { return named(r[1]) + " " + (r[0] < 0.005 ? "<0.01" : format(r[0])); });
     readout.textContent = named(q) + " " + (dir === "to" ? "attends most to " : "is attended most by ") +
       (best.length ? best.join(", ") : "nothing") + (several() ? " (" + headsText() + ")" : "");
     legend.textContent = "";
@@ -434,9 +445,10 @@
         "a token on either side to pick out its lines.";
       drawLines(q, dir); paintLabels(q, dir, rgb);
     } else {
-      matrixCaption.textContent = where + ". Row = query (the token that looks), column = key (the token looked " +
-        "at)" + (causal ? "; hatched cells are masked." : ".");
       drawMatrix(q, dir);
+      matrixCaption.textContent = where + ". Row = query (the token that looks), column = key (the token looked " +
+        "at)" + (causal ? "; hatched cells are masked." : ".") + (geometry.every > 1 ? " Every " +
+        ordinal(geometry.every) + " token is labelled; point at a cell to name it." : "");
     }
   }
 
@@ -467,6 +479,16 @@
   drawThumbs();
   render();
   var redraw = function () { painted.key = null; drawThumbs(); render(); };
+  // The map follows the view's width (a phone turned, a window resized), once per frame at most.
+  var lastWidth = available(), pending = false;
+  window.addEventListener("resize", function () {
+    if (pending || !root.isConnected) return;
+    pending = true;
+    window.requestAnimationFrame(function () {
+      pending = false;
+      if (available() !== lastWidth) { lastWidth = available(); render(); }
+    });
+  });
   if (window.MutationObserver) {
     var watcher = new MutationObserver(redraw);
     watcher.observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
