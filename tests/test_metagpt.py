@@ -58,6 +58,10 @@ def test_adaptation_curve_has_one_point_per_step_and_caps_blow_ups():
     assert adam[0] == curve[0] and adam[-1] < adam[0]
     with pytest.raises(metagpt.ExperimentError, match="unknown optimizer 'lbfgs'"):
         metagpt.adaptation_curve(model, task, 0.1, optimizer="lbfgs")
+    net = metagpt.adapted(model, task, 3e-3, 3, optimizer="adam")  # the model the curve's last point measures
+    assert float(net(*task.query_xy)[1]) / math.log(2) == pytest.approx(adam[-1], abs=1e-9)
+    assert all(torch.equal(p, q) for p, q in zip(metagpt.adapted(model, task, 0.3, 0).parameters(),
+                                                   model.parameters()))
 
 
 def test_choose_picks_the_best_step_size_and_count_within_the_budget():
@@ -166,7 +170,7 @@ def test_cli_trains_and_evaluates_in_json(tmp_path):
 def test_alpha_sweep_trains_one_continuation_per_alpha_and_scores_on_validation(tmp_path):
     result = run_cli("--train", "--no-eval", "--budget", "3", "--families", "speakers", "--seeds", "0", "--quiet",
                      "--methods", "finetune", "--switch", "0.5", "--inner-lrs", "0.01", "0.1",
-                     "--checkpoints", str(tmp_path))
+                     "--first-order", "--support-weight", "1", "--checkpoints", str(tmp_path))
     assert result.returncode == 0, result.stderr
     for alpha in (0.01, 0.1):
         folder = metagpt.sweep_directory(tmp_path, alpha)
@@ -178,16 +182,18 @@ def test_alpha_sweep_trains_one_continuation_per_alpha_and_scores_on_validation(
     assert set(selection["diff_vs_finetune"]) == {"0.01", "0.1"}
     worst = {a: max(d.values()) for a, d in selection["diff_vs_finetune"].items()}
     assert selection["chosen"] == float(min(worst, key=worst.get))
-    assert (selection["switch"], selection["first_order"], selection["support_weight"]) == (0.5, False, 0.0)
-    assert metagpt.sweep_results_path(tmp_path, "speakers").name == "sweep-speakers-switch0.5.json"
+    assert (selection["switch"], selection["first_order"], selection["support_weight"]) == (0.5, True, 1.0)
+    assert metagpt.sweep_results_path(tmp_path, "speakers").name == "sweep-speakers-switch0.5-first-order-support1.json"
 
 
-def test_shipped_pretrain_maml_was_trained_at_the_families_alpha_and_switch():
+def test_shipped_pretrain_maml_was_trained_with_the_families_recipe():
     for family in metagpt.FAMILIES:
         for seed in metagpt.SEEDS:
             assert metagpt.trained_inner_lr(family, "pretrain-maml", seed) == metagpt.PRETRAIN_INNER_LR[family]
             path = metagpt.checkpoint_path(metagpt.CHECKPOINTS, family, "pretrain-maml", seed) / "checkpoint.json"
-            assert json.loads(path.read_text())["metadata"]["switch"] == metagpt.SWITCH[family]
+            assert metagpt.recipe_of(json.loads(path.read_text())["metadata"]) == {
+                "switch": metagpt.SWITCH[family], "first_order": metagpt.PRETRAIN_FIRST_ORDER[family],
+                "support_weight": metagpt.PRETRAIN_SUPPORT_WEIGHT[family]}
             assert metagpt.trained_inner_lr(family, "maml", seed) == metagpt.INNER_LR
 
 

@@ -69,11 +69,11 @@ INNER_LR = 0.3            # alpha: MAML's inner SGD step size during meta-traini
 # point and the objective (`--inner-lrs`, `--select-inner-lr`; the sweep-speakers-*.json files, and those of
 # the earlier 300-second budget in budget-300/): the best SGD step from the pretrained model is tiny there,
 # and MAML at 0.3 wrecks the start.
-PRETRAIN_INNER_LR = {"dialects": 0.3, "cipher": 0.3, "speakers": 0.0003}
+PRETRAIN_INNER_LR = {"dialects": 0.3, "cipher": 0.3, "speakers": 0.001}
 # The meta-objective of pretrain-maml, per family: second order (False) or first order (True), and the
 # weight of the support loss before adaptation kept in the objective (0: plain MAML). See book.maml.maml_loss.
-PRETRAIN_FIRST_ORDER = {"dialects": False, "cipher": False, "speakers": False}
-PRETRAIN_SUPPORT_WEIGHT = {"dialects": 0.0, "cipher": 0.0, "speakers": 0.0}
+PRETRAIN_FIRST_ORDER = {"dialects": False, "cipher": False, "speakers": True}
+PRETRAIN_SUPPORT_WEIGHT = {"dialects": 0.0, "cipher": 0.0, "speakers": 1.0}
 INNER_STEPS = 1           # inner steps during meta-training
 META_LR = 3e-3            # AdamW; warm-up for WARMUP of the budget, then cosine to a tenth
 WARMUP = 0.02
@@ -367,8 +367,8 @@ def _capped(bits: float) -> float:
     return bits if math.isfinite(bits) and bits < DIVERGED_BITS else DIVERGED_BITS
 
 
-def adaptation_curve(model: GPT, task: Task, lr: float, steps: int = MAX_STEPS, optimizer: str = "sgd") -> list[float]:
-    """Query loss in bits per character after 0, 1, ..., ``steps`` steps on the support set.
+def adaptation(model: GPT, task: Task, lr: float, steps: int, optimizer: str = "sgd"):
+    """A copy of ``model`` after 0, 1, ..., ``steps`` steps on the support set (one copy, yielded after each step).
 
     ``optimizer`` is ``"sgd"`` (plain gradient descent, the inner loop of MAML) or ``"adam"``.
     The model itself is not changed.
@@ -378,20 +378,33 @@ def adaptation_curve(model: GPT, task: Task, lr: float, steps: int = MAX_STEPS, 
     net = copy.deepcopy(model)
     make = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
     opt = make(net.parameters(), lr=lr)
-    (xs, ys), (xq, yq) = task.support_xy, task.query_xy
-    curve = []
-    for step in range(steps + 1):
-        with torch.no_grad():
-            curve.append(_capped(float(net(xq, yq)[1]) / LN2))
-        if step == steps:
-            break
-        if curve[-1] >= DIVERGED_BITS:  # blown up: it stays blown up
-            curve.extend([DIVERGED_BITS] * (steps - step))
-            break
+    xs, ys = task.support_xy
+    yield net
+    for _ in range(steps):
         loss = net(xs, ys)[1]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        yield net
+
+
+def adapted(model: GPT, task: Task, lr: float, steps: int, optimizer: str = "sgd") -> GPT:
+    """A copy of ``model`` after ``steps`` steps of ``optimizer`` on the support set of ``task``."""
+    for net in adaptation(model, task, lr, steps, optimizer):
+        pass
+    return net
+
+
+def adaptation_curve(model: GPT, task: Task, lr: float, steps: int = MAX_STEPS, optimizer: str = "sgd") -> list[float]:
+    """Query loss in bits per character after 0, 1, ..., ``steps`` steps on the support set (see :func:`adaptation`)."""
+    xq, yq = task.query_xy
+    curve = []
+    for net in adaptation(model, task, lr, steps, optimizer):
+        with torch.no_grad():
+            curve.append(_capped(float(net(xq, yq)[1]) / LN2))
+        if curve[-1] >= DIVERGED_BITS:  # blown up: it stays blown up
+            curve.extend([DIVERGED_BITS] * (steps + 1 - len(curve)))
+            break
     return curve
 
 
