@@ -4,6 +4,8 @@
 - each inline script once (``THEBE_JS_URL`` is otherwise declared twice, a script error);
 - a light/dark mode the theme accepts from the first paint (an empty one is logged as an error);
 - the toggle over an exercise's hidden solution (a code cell tagged ``solution``) says "Solution";
+- punctuation right after inline maths stays on its line (a line may otherwise break between
+  the maths and a comma, leaving the comma alone at the start of the next line);
 - the book's stylesheet (``static/book.css``): maths set at the size of the text and on its
   baseline, display equations that scroll inside their own box, code and output blocks that fit
   88 characters in the column, figures and tables that never widen the page on a phone.
@@ -48,9 +50,32 @@ def solution_prompts(app, doctree):
             cell.attributes.update(SOLUTION_PROMPTS)
 
 
+TRAILING_PUNCTUATION = ".,;:!?)]"
+
+
+def punctuation_kept_with_maths(app, doctree):
+    for math in list(doctree.findall(nodes.math)):
+        parent = math.parent
+        index = parent.index(math)
+        after = parent[index + 1] if index + 1 < len(parent) else None
+        if not isinstance(after, nodes.Text) or not after or after[0] not in TRAILING_PUNCTUATION:
+            continue
+        text = str(after)
+        length = len(text) - len(text.lstrip(TRAILING_PUNCTUATION))
+        kept = nodes.inline(classes=["math-nowrap"])
+        parent.replace(math, kept)
+        kept += math
+        kept += nodes.Text(text[:length])
+        if length < len(text):
+            parent.replace(after, nodes.Text(text[length:]))
+        else:
+            parent.remove(after)
+
+
 def setup(app):
     app.connect("config-inited", theme_options, priority=900)
     app.connect("html-page-context", one_of_each_script, priority=999)
     app.connect("doctree-read", solution_prompts)
+    app.connect("doctree-read", punctuation_kept_with_maths)
     app.add_css_file("book.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,22 @@
+"""The book's Sphinx extension keeps punctuation on the line of the inline maths before it."""
+from docutils import nodes
+
+from book.tooling.sphinx_pages import punctuation_kept_with_maths
+
+
+def paragraph(*children):
+    document = nodes.document(None, None)
+    document += nodes.paragraph("", "", *children)
+    return document
+
+
+def test_punctuation_after_inline_maths_is_wrapped_with_it():
+    document = paragraph(nodes.Text("with "), nodes.math("", "z_i"), nodes.Text("; then "),
+                         nodes.math("", "P"), nodes.Text(".)"), nodes.math("", "Q"), nodes.Text(" and"))
+    punctuation_kept_with_maths(None, document)
+    para = document[0]
+    kept = [node for node in para.children if isinstance(node, nodes.inline)]
+    assert [node.astext() for node in kept] == ["z_i;", "P.)"]
+    assert all(node["classes"] == ["math-nowrap"] for node in kept)
+    assert para.astext() == "with z_i; then P.)Q and"  # no character lost or moved
+    assert isinstance(para[-2], nodes.math) and para[-2].astext() == "Q"  # a space after: left alone
