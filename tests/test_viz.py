@@ -231,6 +231,8 @@ def test_explorer_constructs_without_a_front_end():
     (output,) = explorer.output.outputs
     assert "data-attention-view" in output["data"]["text/html"]
     assert explorer.widget.children[0] is explorer.text and explorer.text.value == "the cat sat"
+    bundle = explorer._repr_mimebundle_()  # a notebook opened without a kernel shows the text, not an error
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "kernel" in bundle["text/plain"]
 
 
 def test_explorer_follows_the_text_and_shows_errors():

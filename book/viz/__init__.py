@@ -314,6 +314,9 @@ class AttentionView:
         )
 
 
+EXPLORER_TEXT = "(a text box with the attention view of its text: it needs a running Python kernel)"
+
+
 class AttentionExplorer:
     """A text box and, below it, the attention view of the text typed into it (ipywidgets).
 
@@ -365,7 +368,11 @@ class AttentionExplorer:
         },)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        # A front end without the widget's state (a notebook opened with no kernel) shows this
+        # text instead of an error about a missing widget model.
+        data = self.widget._repr_mimebundle_(**kwargs)
+        data["text/plain"] = EXPLORER_TEXT
+        return data
 
     def __repr__(self) -> str:
         return f"AttentionExplorer(text={self.text.value!r}, view={self.view!r})"
