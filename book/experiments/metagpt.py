@@ -191,6 +191,7 @@ def pretraining_step(model: GPT, optimizer, tasks: list[Task]) -> float:
 
 def maml_step(model: GPT, optimizer, tasks: list[Task], inner_lr: float = INNER_LR, first_order: bool = False,
               support_weight: float = 0.0) -> float:
+    """One meta-iteration; returns the meta-loss, L_Q(theta') + support_weight * L_S(theta) (the training log's)."""
     gradients, loss = maml.maml_gradient(model, dict(model.named_parameters()), task_batch(tasks),
                                          loss_fn=lm_loss, inner_lr=inner_lr, steps=INNER_STEPS,
                                          first_order=first_order, support_weight=support_weight, engine="autograd")

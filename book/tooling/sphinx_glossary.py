@@ -12,7 +12,7 @@ from sphinx import addnodes
 
 SKIP = (nodes.literal, nodes.literal_block, nodes.reference, nodes.title, nodes.math,
         nodes.math_block, nodes.raw, nodes.caption, nodes.term, addnodes.pending_xref,
-        nodes.FixedTextElement)
+        nodes.FixedTextElement, nodes.citation)  # a cited paper's title is quoted, not taught
 
 
 def glossary_terms(env):
