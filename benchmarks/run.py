@@ -26,6 +26,7 @@ Each result compares ``a`` with ``b`` (``ratio = a / b``, larger is better for t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -209,15 +210,10 @@ def bench_metagpt(quick):
                 measure()  # warm-up
             return 1000.0 * statistics.median(measure() for _ in range(repeats))
 
-        def first_order_step(model, optimizer, tasks):
-            gradients, _ = maml.maml_gradient(model, dict(model.named_parameters()), metagpt.task_batch(tasks),
-                                              loss_fn=metagpt.lm_loss, inner_lr=metagpt.INNER_LR, first_order=True,
-                                              engine="autograd")
-            for name, p in model.named_parameters():
-                p.grad = gradients[name]
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
+        # The speakers' pretrain-maml objective: first order, the support loss before adaptation kept.
+        first_order_step = functools.partial(metagpt.maml_step, inner_lr=metagpt.PRETRAIN_INNER_LR["speakers"],
+                                             first_order=True,
+                                             support_weight=metagpt.PRETRAIN_SUPPORT_WEIGHT["speakers"])
         training = milliseconds(metagpt.pretraining_step)
         second = milliseconds(metagpt.maml_step)
         first = milliseconds(first_order_step)
@@ -228,7 +224,8 @@ def bench_metagpt(quick):
             f"b = one AdamW step over the same {windows} windows; ratio = cost multiple (target <= 3.5)")
     return [
         result("MetaGPT meta-iteration, second order, vs one training step", second, training, "ms", note),
-        result("MetaGPT meta-iteration, first order, vs one training step", first, training, "ms", note),
+        result("MetaGPT meta-iteration, first order + support loss, vs one training step", first, training, "ms",
+               note),
     ]
 
 
@@ -270,7 +267,22 @@ from book.model import GPT, GPTConfig
 from book.presets import get_preset
 from book.training import optimizer_for
 
+
+
+def step_ms(model, optimizer, x, y, steps):  # median ms of a training step, after two warm-up steps
+    times = []
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[2:])
+
+
 steps = int(sys.argv[1])
+threads_at_start = torch.get_num_threads()
 training_threads = book.cpu.training_threads()
 if training_threads is not None:  # as python -m book.train does
     torch.set_num_threads(training_threads)
@@ -278,28 +290,27 @@ preset = get_preset("nanogpt-cpu")
 config = GPTConfig(vocab_size=65, **preset.model)
 torch.manual_seed(0)
 model = GPT(config)
-optimizer = optimizer_for(model, preset.training)
 x = torch.randint(65, (preset.training.batch_size, config.context_length))
-y = torch.randint(65, x.shape)
-times = []
-for _ in range(steps + 2):
-    start = time.perf_counter()
-    _, loss = model(x, y)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    times.append(time.perf_counter() - start)
+train_ms = step_ms(model, optimizer_for(model, preset.training), x, torch.randint(65, x.shape), steps)
 prompt = torch.zeros(1, 1, dtype=torch.long)
 if book.cpu.generation_threads() is not None:  # as python -m book.generate does
     torch.set_num_threads(book.cpu.generation_threads())
+generation_threads = torch.get_num_threads()
 generate(model.eval(), prompt, max_new_tokens=10, do_sample=False)
 token_times = []
 for _ in range(7):  # a busy machine makes single runs noisy: the median of seven
     start = time.perf_counter()
     generate(model, prompt, max_new_tokens=60, do_sample=False)
     token_times.append((time.perf_counter() - start) / 60)
-print(json.dumps({"train_ms": 1000 * statistics.median(times[2:]),
-                  "generate_ms": 1000 * statistics.median(token_times), "threads": torch.get_num_threads()}))
+# A notebook's workload: Chapter 4's training run (2 layers, 64 wide, context 32, batch 16), in the
+# threads the environment gives (the notebooks of Chapters 2-8 set one thread themselves).
+torch.set_num_threads(threads_at_start)
+small = GPT(GPTConfig(vocab_size=65, context_length=32, n_layer=2, n_head=4, d_model=64, bias=False))
+x = torch.randint(65, (16, 32))
+small_optimizer = torch.optim.AdamW(small.parameters(), lr=3e-3)
+notebook_ms = step_ms(small, small_optimizer, x, torch.randint(65, x.shape), 4 * steps)
+print(json.dumps({"train_ms": train_ms, "generate_ms": 1000 * statistics.median(token_times),
+                  "threads": generation_threads, "notebook_ms": notebook_ms}))
 """
 
 
@@ -350,11 +361,20 @@ def bench_threads(quick):
     for condition, timings in (("idle machine", idle), (f"busy machine ({cores} other processes)", busy)):
         for workload, key in (("training step", "train_ms"), ("generated token", "generate_ms")):
             best = min(timing[key] for timing in timings.values())
-            listing = "; ".join(f"{name}: {timing[key]:.1f}" for name, timing in timings.items())
+            listing = "; ".join(f"{name}: {timing[key]:.3g}" for name, timing in timings.items())
             for name in (f"PyTorch's default ({cores} threads, spinning)", "the book's commands"):
                 results.append(result(f"threads, {condition}, ms per {workload}: {name} vs the best setting",
                                       timings[name][key], best, "ms",
                                       f"nanogpt-cpu model; ratio = cost multiple (target <= 1.5); {listing}"))
+        # The notebooks: one thread in Chapters 2-8, PyTorch's default in Chapters 1 and 9.
+        best = min(timing["notebook_ms"] for timing in timings.values())
+        listing = "; ".join(f"{name}: {timing['notebook_ms']:.3g}" for name, timing in timings.items())
+        for name, chapters in (("one thread", "Chapters 2-8"), (f"PyTorch's default ({cores} threads, spinning)",
+                                                                 "Chapters 1 and 9")):
+            results.append(result(f"threads, {condition}, ms per notebook training step: {name} ({chapters}) "
+                                  "vs the best setting", timings[name]["notebook_ms"], best, "ms",
+                                  "Chapter 4's model (2 layers x 64, context 32, batch 16); ratio = cost multiple "
+                                  f"(target <= 1.5); {listing}"))
     return results
 
 
