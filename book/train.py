@@ -13,10 +13,11 @@ On several processes (one machine or many), launch the same command with ``torch
 value is a UTF-8 text file, of which the last 10% is held out for validation.
 The last line printed holds the results, e.g. ``step=2000 val_loss=1.8123 ms_per_iter=38.1``.
 
-Threads: this command uses a thread for every CPU core that is free when it starts (--threads
-or OMP_NUM_THREADS changes it) and lets an idle thread spin only briefly before it sleeps
-(GOMP_SPINCOUNT=3000, see book/cpu.py): PyTorch's default, a spinning thread on every core, makes
-a step several times slower on a machine busy with other work.
+Threads (see book/cpu.py; --threads or OMP_NUM_THREADS changes them): on an idle machine this
+command uses a thread for every free CPU core and lets an idle thread spin only briefly before it
+sleeps (GOMP_SPINCOUNT=3000); on a machine busy with other work, a thread on every core that sleeps
+as soon as it waits (OMP_WAIT_POLICY=PASSIVE). PyTorch's default, a spinning thread on every core,
+makes a step many times slower on a busy machine.
 `python benchmarks/run.py --only threads` measures the settings on your machine.
 """
 from __future__ import annotations
@@ -73,8 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="random seed for initialisation and batches")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps, where available")
     parser.add_argument("--threads", type=int,
-                        help="CPU threads for torch (default: the cores free at the start, or OMP_NUM_THREADS; "
-                             "idle threads spin briefly, see book/cpu.py)")
+                        help="CPU threads for torch (default: OMP_NUM_THREADS, or the cores free at the start, "
+                             "every core on a busy machine; see book/cpu.py)")
     parser.add_argument("--eval-interval", type=int, help="steps between evaluations (and checkpoints)")
     parser.add_argument("--final-eval-iters", type=int, default=200,
                         help="batches for the final validation loss (default 200; 0: the last periodic estimate)")
