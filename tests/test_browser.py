@@ -789,3 +789,27 @@ def test_every_page_reads_cleanly(file_pages, path, width_name):
         assert not found["scrollingCode"], f"{path}: code blocks scroll sideways {found['scrollingCode']}"
     else:
         assert found["pageScroll"] <= 0, f"{path}: the page scrolls sideways by {found['pageScroll']} px on a phone"
+
+
+def test_written_answers_fold_like_hidden_code(file_pages):
+    """An exercise's written answer (a dropdown admonition) and its solution code (a hidden cell) look alike."""
+    context, page, record = file_pages("chapters/02_attention.html", WIDTHS["laptop"])
+    try:
+        style = """e => {
+            const c = getComputedStyle(e), hint = e.querySelector('button');
+            return {weight: c.fontWeight, background: c.backgroundColor, icon: getComputedStyle(e, '::after').content,
+                    hint: hint ? getComputedStyle(hint, '::before').content : 'none'};
+        }"""
+        answer = page.locator(".dropdown.admonition > .admonition-title").first
+        solution = page.locator("details.admonition.hide summary p.collapsed").first
+        answer_style, solution_style = answer.evaluate(style), solution.evaluate(style)
+        assert answer_style["weight"] == solution_style["weight"]
+        assert answer_style["background"] == solution_style["background"] == "rgba(0, 0, 0, 0)"
+        assert answer_style["icon"] == "none" and answer_style["hint"] == "none"  # no bell, no "Click to show"
+        text = page.locator(".dropdown.admonition").first.locator("p").nth(1)
+        assert not text.is_visible()
+        answer.click()
+        text.wait_for(state="visible")
+    finally:
+        context.close()
+    assert not record["errors"], record["errors"]
