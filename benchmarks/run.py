@@ -366,12 +366,12 @@ def bench_threads(quick):
                 results.append(result(f"threads, {condition}, ms per {workload}: {name} vs the best setting",
                                       timings[name][key], best, "ms",
                                       f"nanogpt-cpu model; ratio = cost multiple (target <= 1.5); {listing}"))
-        # The notebooks: one thread in Chapters 2-8, PyTorch's default in Chapters 1 and 9.
+        # The notebooks: every chapter that trains or times a model sets one thread.
         best = min(timing["notebook_ms"] for timing in timings.values())
         listing = "; ".join(f"{name}: {timing['notebook_ms']:.3g}" for name, timing in timings.items())
-        for name, chapters in (("one thread", "Chapters 2-8"), (f"PyTorch's default ({cores} threads, spinning)",
-                                                                 "Chapters 1 and 9")):
-            results.append(result(f"threads, {condition}, ms per notebook training step: {name} ({chapters}) "
+        for name, label in (("one thread", "one thread (the chapters' setting)"),
+                            (f"PyTorch's default ({cores} threads, spinning)",) * 2):
+            results.append(result(f"threads, {condition}, ms per notebook training step: {label} "
                                   "vs the best setting", timings[name]["notebook_ms"], best, "ms",
                                   "Chapter 4's model (2 layers x 64, context 32, batch 16); ratio = cost multiple "
                                   f"(target <= 1.5); {listing}"))

@@ -184,7 +184,23 @@ def test_alpha_sweep_trains_one_continuation_per_alpha_and_scores_on_validation(
     worst = {a: max(d.values()) for a, d in selection["diff_vs_finetune"].items()}
     assert selection["chosen"] == float(min(worst, key=worst.get))
     assert (selection["switch"], selection["first_order"], selection["support_weight"]) == (0.5, True, 1.0)
-    assert metagpt.sweep_results_path(tmp_path, "speakers").name == "sweep-speakers-switch0.5-first-order-support1.json"
+    assert selection["clock"] == metagpt.BUDGET_CLOCK["speakers"] == "cpu"
+    path = metagpt.sweep_results_path(tmp_path, "speakers")
+    assert path.name == "sweep-speakers-switch0.5-first-order-support1-cpu-clock.json"
+
+
+def test_runs_stop_on_their_familys_clock(monkeypatch):
+    ticks = iter(range(1000))
+    monkeypatch.setitem(metagpt.CLOCKS, "cpu", lambda: float(next(ticks)))
+    monkeypatch.setitem(metagpt.CLOCKS, "wall", lambda: pytest.fail("speakers runs read the CPU clock"))
+    steps = []
+    log = metagpt.Log()
+    end = metagpt._run(lambda model, optimizer, tasks: steps.append(len(tasks)) or 1.0, None,
+                       torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "speakers", 0,
+                       start_fraction=0.0, end_fraction=1.0, budget=10.0, first_iteration=0, log=log,
+                       progress=False, label="test")
+    # One tick to start, then two per step (the check and the log): the tenth tick ends the run.
+    assert end == len(steps) == 5 and steps == [metagpt.META_BATCH] * 5
 
 
 def test_shipped_pretrain_maml_was_trained_with_the_families_recipe():
@@ -194,7 +210,7 @@ def test_shipped_pretrain_maml_was_trained_with_the_families_recipe():
             path = metagpt.checkpoint_path(metagpt.CHECKPOINTS, family, "pretrain-maml", seed) / "checkpoint.json"
             assert metagpt.recipe_of(json.loads(path.read_text())["metadata"]) == {
                 "switch": metagpt.SWITCH[family], "first_order": metagpt.PRETRAIN_FIRST_ORDER[family],
-                "support_weight": metagpt.PRETRAIN_SUPPORT_WEIGHT[family]}
+                "support_weight": metagpt.PRETRAIN_SUPPORT_WEIGHT[family], "clock": metagpt.BUDGET_CLOCK[family]}
             assert metagpt.trained_inner_lr(family, "maml", seed) == metagpt.INNER_LR
 
 
