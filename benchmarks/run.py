@@ -476,15 +476,17 @@ def main(argv=None):
     names = args.only or [name for name in BENCHMARKS if not args.quick or name not in FULL_RUN_ONLY]
     results = []
     for name in names:
-        results += BENCHMARKS[name](args.quick)
+        results += [{**row, "benchmark": name} for row in BENCHMARKS[name](args.quick)]
     report = {"machine": machine(), "quick": args.quick, "seconds": round(time.perf_counter() - started, 1),
               "results": results}
     if args.save:
         args.save.write_text(json.dumps(report, indent=2) + "\n")
     if args.update:
         saved = json.loads(args.update.read_text())
+        # A measurement's old rows go, renamed ones included: every row names the measurement it came from.
         fresh = {r["name"] for r in results}
-        saved["results"] = [r for r in saved["results"] if r["name"] not in fresh] + results
+        saved["results"] = [r for r in saved["results"]
+                            if r["name"] not in fresh and r.get("benchmark") not in names] + results
         saved.setdefault("updates", []).append({"only": names, "machine": report["machine"],
                                                 "seconds": report["seconds"]})
         args.update.write_text(json.dumps(saved, indent=2) + "\n")

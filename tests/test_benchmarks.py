@@ -22,10 +22,13 @@ def test_update_replaces_the_rows_of_the_measurements_run_and_keeps_the_others(t
     saved = tmp_path / "results.json"
     old_thread_row = {"name": fresh[0]["name"], "ratio": 9.0, "a": 9.0, "b": 1.0, "unit": "ms", "note": "old"}
     other_row = {"name": "memory: peak", "ratio": 1.3, "a": 1.3, "b": 1.0, "unit": "GB", "note": "kept"}
-    saved.write_text(json.dumps({"machine": {"cpu": "x"}, "seconds": 10.0, "results": [old_thread_row, other_row]}))
+    renamed_row = {"name": "threads, idle: a setting no longer measured", "ratio": 2.0, "a": 2.0, "b": 1.0,
+                   "unit": "ms", "note": "old", "benchmark": "threads"}
+    saved.write_text(json.dumps({"machine": {"cpu": "x"}, "seconds": 10.0,
+                                 "results": [old_thread_row, other_row, renamed_row]}))
     assert runner.main(["--only", "threads", "--update", str(saved)]) == 0
     updated = json.loads(saved.read_text())
-    assert updated["results"] == [other_row] + fresh
+    assert updated["results"] == [other_row] + [{**row, "benchmark": "threads"} for row in fresh]
     assert updated["machine"] == {"cpu": "x"} and updated["updates"][0]["only"] == ["threads"]
     assert "book's commands" in capsys.readouterr().out
 
