@@ -255,7 +255,7 @@ def draw_next_token_loss(text: str = "To be, or", position: int = 3,
     last = x0 + (len(inputs) - 1) * (width + 0.08)
     _label(ax, last + 0.45, 3.72, "one prediction\nper position;\ntarget = next input",
            ha="left", fontsize=9)
-    _label(ax, x0 + position * (width + 0.08), 2.9, f"position {position + 1}", fontsize=9)
+    _label(ax, x0 + position * (width + 0.08), 2.9, f"position {position}", fontsize=9)  # counted from 0
     # the three panels for the chosen position
     panels = [(0.55, "logits $s_c$"), (2.6, "\u2192 softmax $p(c)$"), (4.65, "\u2192 $-\\log p$(target)")]
     axes = []
