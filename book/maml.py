@@ -171,7 +171,7 @@ def _autograd_steps(model, params, x, y, loss_fn, inner_lr, steps, first_order):
     """The inner steps with autograd; also returns the first support loss and its gradients (or None)."""
     first_loss = first_gradients = None
     # PyTorch's fused CPU attention has no double backward: second order needs the plain kernel.
-    # First order never differentiates a gradient, so it keeps the fused kernel (about 10% faster).
+    # First order never differentiates a gradient, so it keeps the fused kernel (a little faster).
     kernels = [SDPBackend.MATH] if not first_order else [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]
     with sdpa_kernel(kernels):
         for step in range(steps):

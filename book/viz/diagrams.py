@@ -283,7 +283,7 @@ def draw_next_token_loss(text: str = "To be, or", position: int = 3,
     axes[2].set_xlabel("p(target)", color=TEXT, fontsize=9)
     axes[2].annotate(f"p = {p[y]:.2f}\nloss = {loss:.2f} nats", (p[y], loss), (p[y] + 0.08, 2.3),
                      color=TEXT, fontsize=9)
-    _label(ax, 3.2, 2.55, f"at position {position + 1}: scores for every character, target "
+    _label(ax, 3.2, 2.55, f"at position {position}: scores for every character, target "
                           f"{_visible(target)!r}; the loss is the mean over all positions",
            fontsize=9)
     return fig
