@@ -8,7 +8,9 @@
   the maths and a comma, leaving the comma alone at the start of the next line);
 - the book's stylesheet (``static/book.css``): maths set at the size of the text and on its
   baseline, display equations that scroll inside their own box, code and output blocks that fit
-  88 characters in the column, figures and tables that never widen the page on a phone.
+  88 characters in the column, figures and tables that never widen the page on a phone;
+- the book's script (``static/book.js``): a box that scrolls sideways fades at the edge beyond
+  which more of it lies.
 """
 import pathlib
 
@@ -78,4 +80,5 @@ def setup(app):
     app.connect("doctree-read", solution_prompts)
     app.connect("doctree-read", punctuation_kept_with_maths)
     app.add_css_file("book.css")
+    app.add_js_file("book.js")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

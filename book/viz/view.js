@@ -258,7 +258,7 @@
   }
   function paintMap(fg, rgb, ratio) {
     var canvas = painted.canvas, ctx = canvas.getContext("2d"), labels = T <= LABELLED, margin = 0;
-    var avail = available(), fontSize = T <= 24 ? 11 : T <= 64 ? 10 : 9;
+    var avail = available(), fontSize = T <= 24 ? 12 : 10;
     var font = fontSize + "px ui-monospace, Menlo, Consolas, monospace";
     ctx.font = font;
     if (labels) tokens.forEach(function (t) { margin = Math.max(margin, ctx.measureText(shown(t)).width); });
