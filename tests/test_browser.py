@@ -725,6 +725,18 @@ AUDIT = r"""() => {
       .filter(e => visible(e) && scrolls(e) && e.scrollWidth > e.clientWidth + 1 && e.scrollLeft === 0)
       .filter(e => !e.classList.contains('more-right') || getComputedStyle(e).maskImage === 'none')
       .map(e => short(e.textContent)),
+    splitShortLiterals: all(article, 'code.literal').filter(e => e.textContent.length <= 30)
+      .filter(e => [...e.getClientRects()].filter(r => r.width > 0).length > 1).map(e => e.textContent),
+    headingsWithEmptyLine: all(article, 'h1, h2, h3, h4, h5, h6').filter(visible).filter(h => {
+      const range = document.createRange();
+      range.selectNodeContents(h);
+      const mark = h.querySelector('.headerlink');
+      if (mark) range.setEndBefore(mark);
+      const lines = [...range.getClientRects()].filter(r => r.width > 0);
+      const style = getComputedStyle(h);
+      const bottom = h.getBoundingClientRect().bottom - parseFloat(style.paddingBottom);
+      return lines.length && bottom - Math.max(...lines.map(r => r.bottom)) > parseFloat(style.lineHeight) / 2;
+    }).map(h => short(h.textContent)),
     figuresWithoutCaption: all(article, 'img').filter(i => !captioned(i)).map(i => i.getAttribute('src')),
     pageScroll: document.documentElement.scrollWidth - window.innerWidth,
     searchFields: all(document, '.search-button-field, input[type=search]')
@@ -783,6 +795,10 @@ def test_every_page_reads_cleanly(file_pages, path, width_name):
     assert not found["strayDollars"], f"{path}: maths left as $...$ {found['strayDollars']}"
     assert not found["toolMarkers"], f"{path}: tool markers shown {found['toolMarkers']}"
     assert not found["cutEquations"], f"{path} at {width} px: equations cut off {found['cutEquations']}"
+    blank = found["headingsWithEmptyLine"]
+    assert not blank, f"{path} at {width} px: headings with an empty line under their text {blank}"
+    split = found["splitShortLiterals"]
+    assert not split, f"{path} at {width} px: short inline code split over two lines {split}"
     assert not found["figuresWithoutCaption"], f"{path}: figures without a caption {found['figuresWithoutCaption']}"
     wide = found["codeOutsideColumn"]
     assert not wide, f"{path} at {width} px: code wider than its column {wide}"

@@ -1,7 +1,7 @@
-"""The book's Sphinx extension keeps punctuation on the line of the inline maths before it."""
+"""The book's Sphinx extension keeps punctuation on the line of the inline maths or code before it."""
 from docutils import nodes
 
-from book.tooling.sphinx_pages import punctuation_kept_with_maths
+from book.tooling.sphinx_pages import punctuation_kept_on_the_line
 
 
 def paragraph(*children):
@@ -13,10 +13,21 @@ def paragraph(*children):
 def test_punctuation_after_inline_maths_is_wrapped_with_it():
     document = paragraph(nodes.Text("with "), nodes.math("", "z_i"), nodes.Text("; then "),
                          nodes.math("", "P"), nodes.Text(".)"), nodes.math("", "Q"), nodes.Text(" and"))
-    punctuation_kept_with_maths(None, document)
+    punctuation_kept_on_the_line(None, document)
     para = document[0]
     kept = [node for node in para.children if isinstance(node, nodes.inline)]
     assert [node.astext() for node in kept] == ["z_i;", "P.)"]
-    assert all(node["classes"] == ["math-nowrap"] for node in kept)
+    assert all(node["classes"] == ["punctuation-kept"] for node in kept)
     assert para.astext() == "with z_i; then P.)Q and"  # no character lost or moved
     assert isinstance(para[-2], nodes.math) and para[-2].astext() == "Q"  # a space after: left alone
+
+
+def test_punctuation_after_a_short_literal_is_wrapped_with_it_but_not_after_a_long_one():
+    long_literal = "python -m book.train --preset tiny --steps 100"
+    document = paragraph(nodes.literal("", "--json"), nodes.Text("? or "),
+                         nodes.literal("", long_literal), nodes.Text("."))
+    punctuation_kept_on_the_line(None, document)
+    para = document[0]
+    kept = [node for node in para.children if isinstance(node, nodes.inline)]
+    assert [node.astext() for node in kept] == ["--json?"]
+    assert para.astext() == f"--json? or {long_literal}."
