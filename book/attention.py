@@ -17,12 +17,12 @@ from torch.nn import functional as F
 from book.embeddings import InputEmbedding
 
 
-# Chapter 2 (Attention), section: The linear layer
+# Chapter 2 (Attention), section: 2.1 The linear layer
 class AttentionShapeError(ValueError):
     """Tensors whose shapes do not fit together, or a layer whose sizes cannot work."""
 
 
-# Chapter 2 (Attention), section: The linear layer
+# Chapter 2 (Attention), section: 2.1 The linear layer
 class Linear(nn.Module):
     """The seed's linear layer ``y = W x + b``, applied to the last dimension of its
     input.
@@ -71,7 +71,7 @@ class Linear(nn.Module):
         )
 
 
-# Chapter 2 (Attention), section: Scaled dot-product attention, one step at a time > The causal mask
+# Chapter 2 (Attention), section: 2.2 Scaled dot-product attention, one step at a time > The causal mask
 def causal_mask(
     length: int, key_length: int | None = None, device=None
 ) -> torch.Tensor:
@@ -89,7 +89,7 @@ def causal_mask(
     return torch.ones(length, key_length, dtype=torch.bool, device=device).tril()
 
 
-# Chapter 2 (Attention), section: Scaled dot-product attention, one step at a time > The function
+# Chapter 2 (Attention), section: 2.2 Scaled dot-product attention, one step at a time > The function
 def _check_attention_inputs(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
 ) -> None:
@@ -119,7 +119,7 @@ def _check_attention_inputs(
         ) from None
 
 
-# Chapter 2 (Attention), section: Scaled dot-product attention, one step at a time > The function
+# Chapter 2 (Attention), section: 2.2 Scaled dot-product attention, one step at a time > The function
 def scaled_dot_product_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -161,7 +161,7 @@ def scaled_dot_product_attention(
     return weights @ value, weights
 
 
-# Chapter 2 (Attention), section: Multi-head attention
+# Chapter 2 (Attention), section: 2.3 Multi-head attention
 class _MultiHeadParameters(nn.Module):
     """The parameters of multi-head attention: Q, K, V projections of every head in one
     layer, and the output layer."""
@@ -197,7 +197,7 @@ class _MultiHeadParameters(nn.Module):
         return f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}"
 
 
-# Chapter 2 (Attention), section: Multi-head attention > The readable version: a loop over heads
+# Chapter 2 (Attention), section: 2.3 Multi-head attention > The readable version: a loop over heads
 class LoopedMultiHeadAttention(_MultiHeadParameters):
     """Multi-head attention computed one head at a time: slow, but it reads like the
     formula.
@@ -228,7 +228,7 @@ class LoopedMultiHeadAttention(_MultiHeadParameters):
         return self.out_proj(torch.cat(outputs, dim=-1)), torch.stack(weights, dim=1)
 
 
-# Chapter 2 (Attention), section: Multi-head attention > The batched version: heads as a tensor dimension
+# Chapter 2 (Attention), section: 2.3 Multi-head attention > The batched version: heads as a tensor dimension
 class MultiHeadAttention(_MultiHeadParameters):
     """Multi-head (self-)attention with the heads as a batch dimension.
 

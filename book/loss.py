@@ -13,7 +13,7 @@ import math
 import torch
 
 
-# Chapter 3 (The loss), section: From scores to probabilities to a loss
+# Chapter 3 (The loss), section: 3.1 From scores to probabilities to a loss
 def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log(softmax(logits)) along ``dim``, computed without overflow (the max trick)."""
     # log(e^s_c / sum e^s) = (s_c - m) - log sum e^(s - m) for any m; with m = max s
@@ -23,12 +23,12 @@ def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 
 
-# Chapter 3 (The loss), section: From scores to probabilities to a loss
+# Chapter 3 (The loss), section: 3.1 From scores to probabilities to a loss
 class LossInputError(ValueError):
     """Scores and targets that cannot be compared: wrong shapes, types or ids."""
 
 
-# Chapter 3 (The loss), section: From scores to probabilities to a loss
+# Chapter 3 (The loss), section: 3.1 From scores to probabilities to a loss
 def cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
@@ -73,20 +73,20 @@ def cross_entropy(
     )
 
 
-# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity
+# Chapter 3 (The loss), section: 3.2 Reading the number: nats, bits and perplexity
 def nats_to_bits(loss: float) -> float:
     """A loss in nats (natural log) in bits (log base 2): divide by ln 2."""
     return loss / math.log(2)
 
 
-# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity
+# Chapter 3 (The loss), section: 3.2 Reading the number: nats, bits and perplexity
 def perplexity(loss: float) -> float:
     """exp(loss): the number of equally likely choices that would be as uncertain as
     the model."""
     return math.exp(loss)
 
 
-# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity > A count-based bigram model
+# Chapter 3 (The loss), section: 3.2 Reading the number: nats, bits and perplexity > A count-based bigram model
 class BigramModel:
     """p(next | previous) from counted pairs, with additive smoothing: (n_ab + alpha) /
     (n_a + alpha V).
@@ -135,7 +135,7 @@ class BigramModel:
         return -self.log_probs()[ids[:-1].long(), ids[1:].long()].mean().item()
 
 
-# Chapter 3 (The loss), section: Reading the number: nats, bits and perplexity > A count-based bigram model
+# Chapter 3 (The loss), section: 3.2 Reading the number: nats, bits and perplexity > A count-based bigram model
 def _check_ids(ids: torch.Tensor, vocab_size: int) -> None:
     if ids.dim() != 1 or len(ids) < 2:
         raise LossInputError(

@@ -709,6 +709,7 @@ AUDIT = r"""() => {
   const prose = textNodes.join('');
   const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
   const captioned = i => i.closest('figure') && i.closest('figure').querySelector('figcaption');
+  const inHeading = e => e.closest('h1, h2, h3, h4, h5, h6') !== null;
   const typeset = e => e.querySelector('.MathJax, .MathJax_Display, .MathJax_Preview');
   return {
     markdownTables: all(article, 'p, li').filter(e => /\|\s*:?-{3,}:?\s*\|/.test(e.textContent))
@@ -721,11 +722,14 @@ AUDIT = r"""() => {
       .map(e => short(e.textContent)),
     cutEquations: all(article, 'div.math, .MathJax_Display')
       .filter(e => e.scrollWidth > e.clientWidth + 1 && !scrolls(e)).map(e => short(e.textContent)),
-    scrollingWithoutCue: all(article, 'div.math, .MathJax_Display, table, pre, .figure-image')
+    scrollingWithoutCue: all(article, 'div.math, .MathJax_Display, table, pre')
       .filter(e => visible(e) && scrolls(e) && e.scrollWidth > e.clientWidth + 1 && e.scrollLeft === 0)
       .filter(e => !e.classList.contains('more-right') || getComputedStyle(e).maskImage === 'none')
       .map(e => short(e.textContent)),
-    splitShortLiterals: all(article, 'code.literal').filter(e => e.textContent.length <= 30)
+    // (in a heading, at two or three times the size, a literal breaks where it must)
+    splitShortLiterals: all(article, 'code.literal').filter(e => e.textContent.length <= 30 && !inHeading(e))
+      .filter(e => [...e.getClientRects()].filter(r => r.width > 0).length > 1).map(e => e.textContent),
+    splitWords: all(article, 'code.literal > span.pre').filter(e => e.textContent.length <= 30 && !inHeading(e))
       .filter(e => [...e.getClientRects()].filter(r => r.width > 0).length > 1).map(e => e.textContent),
     headingsWithEmptyLine: all(article, 'h1, h2, h3, h4, h5, h6').filter(visible).filter(h => {
       const range = document.createRange();
@@ -737,6 +741,10 @@ AUDIT = r"""() => {
       const bottom = h.getBoundingClientRect().bottom - parseFloat(style.paddingBottom);
       return lines.length && bottom - Math.max(...lines.map(r => r.bottom)) > parseFloat(style.lineHeight) / 2;
     }).map(h => short(h.textContent)),
+    figuresCut: all(article, 'figure').filter(visible).filter(f => {
+      const image = f.querySelector('img');
+      return f.scrollWidth > f.clientWidth + 1 || (image && image.getBoundingClientRect().right > column.right + 1);
+    }).map(f => short(f.textContent)),
     figuresWithoutCaption: all(article, 'img').filter(i => !captioned(i)).map(i => i.getAttribute('src')),
     pageScroll: document.documentElement.scrollWidth - window.innerWidth,
     searchFields: all(document, '.search-button-field, input[type=search]')
@@ -799,6 +807,8 @@ def test_every_page_reads_cleanly(file_pages, path, width_name):
     assert not blank, f"{path} at {width} px: headings with an empty line under their text {blank}"
     split = found["splitShortLiterals"]
     assert not split, f"{path} at {width} px: short inline code split over two lines {split}"
+    assert not found["splitWords"], f"{path} at {width} px: inline code split inside a word {found['splitWords']}"
+    assert not found["figuresCut"], f"{path} at {width} px: figures wider than the column {found['figuresCut']}"
     assert not found["figuresWithoutCaption"], f"{path}: figures without a caption {found['figuresWithoutCaption']}"
     wide = found["codeOutsideColumn"]
     assert not wide, f"{path} at {width} px: code wider than its column {wide}"

@@ -13,7 +13,7 @@
   baseline, display equations that scroll inside their own box, code and output blocks that fit
   88 characters in the column, figures and tables that never widen the page on a phone;
 - the book's script (``static/book.js``): a box that scrolls sideways fades at the edge beyond
-  which more of it lies.
+  which more of it lies; a figure's image links to itself at full size.
 """
 import pathlib
 

@@ -4,12 +4,14 @@
    screen) fades out at each edge beyond which more of it lies, so a reader sees that it goes on.
    The classes "more-right" and "more-left" say which edges; book.css draws the fade.
 
-   A figure's image sits in a box of its own (.figure-image), so that on a phone it can keep a
-   width at which its labels still read (book.css, from the image's own width in --natural-width)
-   and scroll inside that box, while the caption below keeps the column's width. */
+   A literal that wraps breaks between its words (Sphinx writes each as a span.pre), not after a
+   hyphen inside one: "--|json" reads as two things. Only a word too long for a phone's column
+   may still break anywhere (book.css).
+
+   A figure's image links to itself: on a phone, where a wide figure shrinks to the column and
+   its labels with it, a tap opens it at full size, to zoom into. */
 (() => {
-  const BOXES = ".bd-article div.math, .bd-article .MathJax_Display, .bd-article table, .bd-article pre, "
-    + ".bd-article .figure-image";
+  const BOXES = ".bd-article div.math, .bd-article .MathJax_Display, .bd-article table, .bd-article pre";
 
   function mark(box) {
     const hidden = box.scrollWidth - box.clientWidth;
@@ -32,20 +34,30 @@
     });
   }
 
-  function boxFigureImages() {
+  function linkFigureImages() {
     document.querySelectorAll(".bd-article figure > img").forEach(image => {
-      const box = document.createElement("div");
-      box.className = "figure-image";
-      image.replaceWith(box);
-      box.append(image);
-      const natural = () => image.style.setProperty("--natural-width", `${image.naturalWidth}px`);
-      if (image.complete) natural();
-      else image.addEventListener("load", natural);
+      const link = document.createElement("a");
+      link.className = "figure-full-size";
+      link.href = image.getAttribute("src");
+      link.title = "Open the figure at full size";
+      image.replaceWith(link);
+      link.append(image);
+    });
+  }
+
+  const LONGEST_WHOLE_WORD = 30;  // characters of code that fit a phone's column
+
+  function wordsKeptWhole() {
+    document.querySelectorAll(".bd-article code.literal > span.pre").forEach(word => {
+      // A heading's letters are two or three times the size: there a word breaks where it must.
+      if (word.closest("h1, h2, h3, h4, h5, h6")) return;
+      if (word.textContent.length <= LONGEST_WHOLE_WORD) word.classList.add("word-whole");
     });
   }
 
   function start() {
-    boxFigureImages();
+    wordsKeptWhole();
+    linkFigureImages();
     markAll();
     document.addEventListener("scroll", event => {
       if (event.target instanceof Element && event.target.matches(BOXES)) mark(event.target);
