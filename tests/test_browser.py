@@ -746,6 +746,9 @@ AUDIT = r"""() => {
       return f.scrollWidth > f.clientWidth + 1 || (image && image.getBoundingClientRect().right > column.right + 1);
     }).map(f => short(f.textContent)),
     figuresWithoutCaption: all(article, 'img').filter(i => !captioned(i)).map(i => i.getAttribute('src')),
+    // a screen reader reads the alternative text: a file name says nothing
+    figuresWithoutAlt: all(article, 'figure img')
+      .filter(i => !i.alt || i.getAttribute('src').endsWith(i.alt.split('/').pop())).map(i => i.getAttribute('src')),
     pageScroll: document.documentElement.scrollWidth - window.innerWidth,
     searchFields: all(document, '.search-button-field, input[type=search]')
       .filter(e => visible(e) && !e.closest('.bd-main')).length,
@@ -809,6 +812,7 @@ def test_every_page_reads_cleanly(file_pages, path, width_name):
     assert not split, f"{path} at {width} px: short inline code split over two lines {split}"
     assert not found["splitWords"], f"{path} at {width} px: inline code split inside a word {found['splitWords']}"
     assert not found["figuresCut"], f"{path} at {width} px: figures wider than the column {found['figuresCut']}"
+    assert not found["figuresWithoutAlt"], f"{path}: figures with no alternative text {found['figuresWithoutAlt']}"
     assert not found["figuresWithoutCaption"], f"{path}: figures without a caption {found['figuresWithoutCaption']}"
     wide = found["codeOutsideColumn"]
     assert not wide, f"{path} at {width} px: code wider than its column {wide}"

@@ -1,7 +1,7 @@
-"""The book's Sphinx extension keeps punctuation on the line of the inline maths or code before it."""
+"""The book's Sphinx extension: punctuation kept with the inline maths or code before it, figure alt texts."""
 from docutils import nodes
 
-from book.tooling.sphinx_pages import punctuation_kept_on_the_line
+from book.tooling.sphinx_pages import figure_alt_texts, punctuation_kept_on_the_line
 
 
 def paragraph(*children):
@@ -31,3 +31,14 @@ def test_punctuation_after_a_short_literal_is_wrapped_with_it_but_not_after_a_lo
     kept = [node for node in para.children if isinstance(node, nodes.inline)]
     assert [node.astext() for node in kept] == ["--json?"]
     assert para.astext() == f"--json? or {long_literal}."
+
+
+def test_a_figure_image_takes_its_caption_as_alternative_text():
+    document = nodes.document(None, None)
+    captioned = nodes.figure("", nodes.image(uri="a.png"), nodes.caption("", "Loss  against\nsteps."))
+    described = nodes.figure("", nodes.image(uri="b.png", alt="a chart"), nodes.caption("", "Caption."))
+    bare = nodes.figure("", nodes.image(uri="c.png"))
+    document += [captioned, described, bare]
+    figure_alt_texts(None, document)
+    assert [image.get("alt") for image in document.findall(nodes.image)] == [
+        "Loss against steps.", "a chart", None]

@@ -7,6 +7,8 @@
 - punctuation right after inline maths or a short literal stays on its line (a line may
   otherwise break between the maths and a comma, leaving the comma alone at the start of the
   next line);
+- a figure's image takes its caption as its alternative text (Sphinx would give a screen reader
+  the image's file name);
 - a short inline literal is never split over two lines (``--json`` broken at its hyphen, or
   ``x @ W.T`` at a space, reads as two things), a longer one only on a narrow screen;
 - the book's stylesheet (``static/book.css``): maths set at the size of the text and on its
@@ -105,12 +107,23 @@ def literals_kept_whole(app, doctree):
             literal["classes"].append("literal-whole-wide")
 
 
+def figure_alt_texts(app, doctree):
+    for figure in doctree.findall(nodes.figure):
+        captions = list(figure.findall(nodes.caption))
+        if not captions:
+            continue
+        for image in figure.findall(nodes.image):
+            if not image.get("alt"):
+                image["alt"] = " ".join(captions[0].astext().split())
+
+
 def setup(app):
     app.connect("config-inited", theme_options, priority=900)
     app.connect("html-page-context", one_of_each_script, priority=999)
     app.connect("doctree-read", solution_prompts)
     app.connect("doctree-read", punctuation_kept_on_the_line)
     app.connect("doctree-read", literals_kept_whole)
+    app.connect("doctree-read", figure_alt_texts)
     app.add_css_file("book.css")
     app.add_js_file("book.js")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
