@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from test_viz import decode_weights
 
+from book.tooling.sphinx_pages import WHOLE_ON_EVERY_SCREEN
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build" / "html"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -691,7 +693,7 @@ def book_pages() -> list[str]:
 
 
 # What the page shows, measured in the page. Each list names the offenders, so a failure says where.
-AUDIT = r"""() => {
+AUDIT = r"""(wholeChars) => {
   const article = document.querySelector('article.bd-article') || document.body;
   const all = (root, selector) => [...root.querySelectorAll(selector)];
   const visible = e => e.offsetParent !== null;
@@ -727,9 +729,9 @@ AUDIT = r"""() => {
       .filter(e => !e.classList.contains('more-right') || getComputedStyle(e).maskImage === 'none')
       .map(e => short(e.textContent)),
     // (in a heading, at two or three times the size, a literal breaks where it must)
-    splitShortLiterals: all(article, 'code.literal').filter(e => e.textContent.length <= 30 && !inHeading(e))
+    splitShortLiterals: all(article, 'code.literal').filter(e => e.textContent.length <= wholeChars && !inHeading(e))
       .filter(e => [...e.getClientRects()].filter(r => r.width > 0).length > 1).map(e => e.textContent),
-    splitWords: all(article, 'code.literal > span.pre').filter(e => e.textContent.length <= 30 && !inHeading(e))
+    splitWords: all(article, 'code.literal > span.pre').filter(e => e.textContent.length <= wholeChars && !inHeading(e))
       .filter(e => [...e.getClientRects()].filter(r => r.width > 0).length > 1).map(e => e.textContent),
     headingsWithEmptyLine: all(article, 'h1, h2, h3, h4, h5, h6').filter(visible).filter(h => {
       const range = document.createRange();
@@ -793,7 +795,7 @@ def test_every_page_reads_cleanly(file_pages, path, width_name):
     width = WIDTHS[width_name]
     context, page, record = file_pages(path, width)
     try:
-        found = page.evaluate(AUDIT)
+        found = page.evaluate(AUDIT, WHOLE_ON_EVERY_SCREEN)
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "pages" / f"{path.replace('/', '_').removesuffix('.html')}-{width}.png"
         shot.parent.mkdir(exist_ok=True)

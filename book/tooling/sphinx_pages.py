@@ -125,5 +125,6 @@ def setup(app):
     app.connect("doctree-read", literals_kept_whole)
     app.connect("doctree-read", figure_alt_texts)
     app.add_css_file("book.css")
+    app.add_js_file(None, body=f"window.bookWholeWordChars = {WHOLE_ON_EVERY_SCREEN};")
     app.add_js_file("book.js")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

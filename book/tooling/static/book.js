@@ -45,9 +45,11 @@
     });
   }
 
-  const LONGEST_WHOLE_WORD = 30;  // characters of code that fit a phone's column
+  // Characters of code that fit a phone's column: set by the Sphinx extension, in one place.
+  const LONGEST_WHOLE_WORD = window.bookWholeWordChars;
 
   function wordsKeptWhole() {
+    if (!LONGEST_WHOLE_WORD) return;
     document.querySelectorAll(".bd-article code.literal > span.pre").forEach(word => {
       // A heading's letters are two or three times the size: there a word breaks where it must.
       if (word.closest("h1, h2, h3, h4, h5, h6")) return;
