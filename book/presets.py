@@ -47,10 +47,11 @@ PRESETS: dict[str, Preset] = {
         dict(BABY_GPT, context_length=128), max_steps=2000, **SHIPPED_TRAINING),
     # The larger model shipped in checkpoints/shakespeare-large, for generation worth reading: four
     # times the parameters, every passage read about eight times (epochs), bfloat16 matrix
-    # products. About 75-90 minutes on two CPU cores.
+    # products. 66 minutes on two idle CPU cores
+    # (checkpoints/shakespeare-large/timing-rerun.json).
     "shakespeare-large": _preset(
         "the book's larger Shakespeare model: 4 layers, 4 heads, 256 dims, context 256, batch 16, "
-        "9000 steps (about 80 minutes on 2 CPU cores)",
+        "9000 steps (66 minutes on 2 idle CPU cores)",
         dict(BABY_GPT, d_model=256, context_length=256), max_steps=9000,
         **dict(SHIPPED_TRAINING, warmup_steps=200, eval_interval=1000, eval_iters=50),
         sampling="epochs", compute_dtype="bfloat16"),

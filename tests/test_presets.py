@@ -60,3 +60,21 @@ def test_nanogpt_presets_follow_nanogpt_baby_gpt():
 def test_an_unknown_preset_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of: nanogpt-cpu, "):
         get_preset("huge")
+
+
+def test_the_timing_rerun_of_the_larger_model_repeated_the_shipped_run():
+    """checkpoints/shakespeare-large/timing-rerun.json is the record of the preset's command run again
+    on an idle machine to time it (Chapter 8 prints its time); it times the shipped model only if it
+    computed the same model: same settings, and the same loss at every step."""
+    folder = ROOT / "checkpoints" / "shakespeare-large"
+    shipped = json.loads((folder / "checkpoint.json").read_text())
+    rerun = json.loads((folder / "timing-rerun.json").read_text())
+    command = rerun["metadata"]["command"].split()
+    command[command.index("--out") + 1] = "checkpoints/shakespeare-large"
+    assert " ".join(command) == shipped["metadata"]["command"]
+    for part in ("model", "tokenizer", "training", "step"):
+        assert rerun[part] == shipped[part], part
+    assert rerun["metadata"]["threads"] == shipped["metadata"]["threads"]
+    for curve in ("train_loss", "learning_rate", "eval_steps", "val_loss"):
+        assert rerun["history"][curve] == shipped["history"][curve], curve
+    assert len(rerun["history"]["train_loss"]) == shipped["step"]
